@@ -1,0 +1,420 @@
+//! The administrator's configuration file (TOML): which groups must give a
+//! code, where state lives, and the code, lockout, enrollment and audit
+//! settings. A file that does not parse or validate is never partly used.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::fsutil::{self, FsError, CONFIG_RULES};
+use crate::totp::{Algorithm, CodeSettings};
+
+/// Where the module looks when no `config=` argument is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/otpgate/otpgate.toml";
+
+/// NIST SP 800-63B allows at most 100 consecutive failures before a lock.
+pub const MAX_FAILURES_LIMIT: u32 = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Members of any of these groups must give a code.
+    pub groups: Vec<String>,
+    pub state_dir: PathBuf,
+    pub code: CodeSettings,
+    /// Steps accepted on either side of now.
+    pub skew: u32,
+    pub lockout: Lockout,
+    pub enrollment: Enrollment,
+    pub audit: Audit,
+    pub store: StoreKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    pub max_failures: u32,
+    pub lock_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnrollmentMode {
+    /// Members without a secret enroll in their next login.
+    AtLogin,
+    /// Only members an administrator allowed may enroll at login.
+    AfterReset,
+    /// Only an administrator enrolls.
+    AdminOnly,
+}
+
+impl fmt::Display for EnrollmentMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EnrollmentMode::AtLogin => "at-login",
+            EnrollmentMode::AfterReset => "after-reset",
+            EnrollmentMode::AdminOnly => "admin-only",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    pub mode: EnrollmentMode,
+    pub issuer: String,
+    pub recovery_codes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// The syslog socket.
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    Files,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file or its folder is missing, unsafe or unreadable.
+    File(FsError),
+    /// Not valid TOML, an unknown key or a value of the wrong type.
+    Parse { path: String, message: String },
+    /// A value outside what is allowed.
+    Invalid { path: String, message: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::File(e) => write!(f, "config {e}"),
+            ConfigError::Parse { path, message } => write!(f, "config {path}: {message}"),
+            ConfigError::Invalid { path, message } => write!(f, "config {path}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// The file as written; every section and key but `groups` is optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    groups: Vec<String>,
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default)]
+    code: RawCode,
+    #[serde(default)]
+    lockout: RawLockout,
+    #[serde(default)]
+    enrollment: RawEnrollment,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    store: RawStore,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/otpgate")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCode {
+    digits: u8,
+    period: u64,
+    algorithm: Algorithm,
+    skew: u32,
+}
+
+impl Default for RawCode {
+    fn default() -> Self {
+        RawCode {
+            digits: 6,
+            period: 30,
+            algorithm: Algorithm::SHA1,
+            skew: 1,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLockout {
+    max_failures: u32,
+    lock_seconds: u64,
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        RawLockout {
+            max_failures: 5,
+            lock_seconds: 300,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEnrollment {
+    mode: EnrollmentMode,
+    issuer: String,
+    recovery_codes: u32,
+}
+
+impl Default for RawEnrollment {
+    fn default() -> Self {
+        RawEnrollment {
+            mode: EnrollmentMode::AtLogin,
+            issuer: "otpgate".to_string(),
+            recovery_codes: 5,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAudit {
+    socket: PathBuf,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            socket: PathBuf::from("/dev/log"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    kind: StoreKind,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            kind: StoreKind::Files,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, checks and validates the file at `path`: the file and its
+    /// folder must be root-owned and not writable by group or others.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = fsutil::read_trusted(path, CONFIG_RULES).map_err(ConfigError::File)?;
+        let shown = path.display().to_string();
+        let text = std::str::from_utf8(&bytes).map_err(|_| ConfigError::Parse {
+            path: shown.clone(),
+            message: "not valid UTF-8".to_string(),
+        })?;
+        Config::parse(text, &shown)
+    }
+
+    /// Parses and validates config text; `shown_path` only labels errors.
+    pub fn parse(text: &str, shown_path: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: shown_path.to_string(),
+            message: one_line(&e.to_string()),
+        })?;
+        validate(raw).map_err(|message| ConfigError::Invalid {
+            path: shown_path.to_string(),
+            message,
+        })
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn validate(raw: RawConfig) -> Result<Config, String> {
+    validate_groups(&raw.groups)?;
+    validate_code(&raw.code)?;
+    validate_lockout(&raw.lockout)?;
+    validate_enrollment(&raw.enrollment)?;
+    if !raw.state_dir.is_absolute() {
+        return Err("state_dir must be an absolute path".to_string());
+    }
+    if !raw.audit.socket.is_absolute() {
+        return Err("audit.socket must be an absolute path".to_string());
+    }
+
+    Ok(Config {
+        groups: raw.groups,
+        state_dir: raw.state_dir,
+        code: CodeSettings {
+            digits: raw.code.digits,
+            period: raw.code.period,
+            algorithm: raw.code.algorithm,
+        },
+        skew: raw.code.skew,
+        lockout: Lockout {
+            max_failures: raw.lockout.max_failures,
+            lock_seconds: raw.lockout.lock_seconds,
+        },
+        enrollment: Enrollment {
+            mode: raw.enrollment.mode,
+            issuer: raw.enrollment.issuer,
+            recovery_codes: raw.enrollment.recovery_codes,
+        },
+        audit: Audit {
+            socket: raw.audit.socket,
+        },
+        store: raw.store.kind,
+    })
+}
+
+fn validate_groups(groups: &[String]) -> Result<(), String> {
+    if groups.is_empty() {
+        return Err("groups must name at least one group".to_string());
+    }
+    let bad = groups
+        .iter()
+        .find(|g| g.is_empty() || g.bytes().any(|b| b.is_ascii_control()));
+    if let Some(g) = bad {
+        return Err(format!(
+            "group name {g:?} is empty or has control characters"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_code(code: &RawCode) -> Result<(), String> {
+    if !(6..=8).contains(&code.digits) {
+        return Err(format!(
+            "code.digits is {}; it must be 6, 7 or 8",
+            code.digits
+        ));
+    }
+    if !(15..=300).contains(&code.period) {
+        return Err(format!(
+            "code.period is {}; it must be 15 to 300 seconds",
+            code.period
+        ));
+    }
+    if code.skew > 10 {
+        return Err(format!(
+            "code.skew is {}; it must be 0 to 10 steps",
+            code.skew
+        ));
+    }
+    Ok(())
+}
+
+fn validate_lockout(lockout: &RawLockout) -> Result<(), String> {
+    if !(1..=MAX_FAILURES_LIMIT).contains(&lockout.max_failures) {
+        return Err(format!(
+            "lockout.max_failures is {}; it must be 1 to {MAX_FAILURES_LIMIT}",
+            lockout.max_failures
+        ));
+    }
+    if !(1..=86_400 * 365).contains(&lockout.lock_seconds) {
+        return Err("lockout.lock_seconds must be 1 second to 1 year".to_string());
+    }
+    Ok(())
+}
+
+fn validate_enrollment(enrollment: &RawEnrollment) -> Result<(), String> {
+    let issuer = &enrollment.issuer;
+    if issuer.is_empty()
+        || issuer.len() > 64
+        || issuer.contains(':')
+        || issuer.chars().any(char::is_control)
+    {
+        return Err(
+            "enrollment.issuer must be 1 to 64 characters without ':' or control characters"
+                .to_string(),
+        );
+    }
+    if enrollment.recovery_codes > 10 {
+        return Err(format!(
+            "enrollment.recovery_codes is {}; it must be 0 to 10",
+            enrollment.recovery_codes
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+groups = ["vms-admins"]
+state_dir = "/var/lib/otpgate"
+
+[code]
+digits = 6
+period = 30
+algorithm = "SHA1"
+skew = 1
+
+[lockout]
+max_failures = 5
+lock_seconds = 300
+
+[enrollment]
+mode = "at-login"
+issuer = "otpgate"
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let config = Config::parse(FULL, "t").unwrap();
+        assert_eq!(config.groups, ["vms-admins"]);
+        assert_eq!(config.code, CodeSettings::default());
+        assert_eq!(config.skew, 1);
+        assert_eq!(
+            config.lockout,
+            Lockout {
+                max_failures: 5,
+                lock_seconds: 300
+            }
+        );
+        assert_eq!(config.enrollment.mode, EnrollmentMode::AtLogin);
+        assert_eq!(config.audit.socket, PathBuf::from("/dev/log"));
+    }
+
+    #[test]
+    fn only_groups_is_required() {
+        let config = Config::parse("groups = [\"wheel\"]", "t").unwrap();
+        assert_eq!(config.state_dir, PathBuf::from("/var/lib/otpgate"));
+        assert_eq!(config.enrollment.recovery_codes, 5);
+    }
+
+    fn invalid(text: &str) -> String {
+        Config::parse(text, "t").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn faults_are_refused_with_a_reason() {
+        assert!(invalid("").contains("groups"));
+        assert!(invalid("groups = []").contains("at least one"));
+        assert!(invalid("groups = [\"a\"]\nfoo = 1").contains("unknown field"));
+        assert!(invalid("groups = [\"a\"]\n[code]\ndigits = 9").contains("digits"));
+        assert!(invalid("groups = [\"a\"]\n[code]\ndigits = 5").contains("digits"));
+        assert!(
+            invalid("groups = [\"a\"]\n[code]\nalgorithm = \"MD5\"").contains("unknown variant")
+        );
+        assert!(invalid("groups = [\"a\"]\n[lockout]\nmax_failures = 101").contains("100"));
+        assert!(invalid("groups = [\"a\"]\n[lockout]\nmax_failures = 0").contains("max_failures"));
+        assert!(
+            invalid("groups = [\"a\"]\n[enrollment]\nmode = \"never\"").contains("unknown variant")
+        );
+        assert!(invalid("groups = [\"a\"]\nstate_dir = \"rel\"").contains("absolute"));
+        assert!(invalid("groups = [\"a\"]\ngroups = [\"b\"]").contains("duplicate"));
+        assert!(invalid("groups = [\"a\"]\n[code]\nskew = -1").contains("skew"));
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        assert!(!invalid("groups = [\"a\"\nx").contains('\n'));
+    }
+}

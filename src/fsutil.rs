@@ -1,0 +1,410 @@
+//! Safe file primitives for root-owned configuration and state: folders and
+//! files are opened without following links, checked for type, owner, mode,
+//! link count and size before a byte is read, and replaced atomically.
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// What is wrong with a file or folder we were asked to trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Missing,
+    Symlink,
+    NotRegular,
+    NotDirectory,
+    WrongOwner { uid: u32 },
+    BadMode { mode: u32 },
+    HardLinked { links: u64 },
+    TooLarge { size: u64, max: u64 },
+    Io { errno: i32 },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Missing => write!(f, "does not exist"),
+            Problem::Symlink => write!(f, "is a symbolic link"),
+            Problem::NotRegular => write!(f, "is not a regular file"),
+            Problem::NotDirectory => write!(f, "is not a directory"),
+            Problem::WrongOwner { uid } => write!(f, "is owned by uid {uid}, not root"),
+            Problem::BadMode { mode } => write!(f, "has unsafe mode {mode:04o}"),
+            Problem::HardLinked { links } => write!(f, "has {links} hard links"),
+            Problem::TooLarge { size, max } => write!(f, "is {size} bytes, over {max}"),
+            Problem::Io { errno } => {
+                write!(
+                    f,
+                    "cannot be used: {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                )
+            }
+        }
+    }
+}
+
+/// A problem together with the path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsError {
+    pub path: String,
+    pub problem: Problem,
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.path, self.problem)
+    }
+}
+
+impl std::error::Error for FsError {}
+
+/// Which permission bits a trusted object may not have.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Mode bits that must be clear (0o022: not writable by group or others).
+    pub forbidden_mode: u32,
+    /// Largest accepted size in bytes (files only).
+    pub max_size: u64,
+}
+
+/// Config files may be world-readable; nobody but root may write them.
+pub const CONFIG_RULES: Rules = Rules {
+    forbidden_mode: 0o022,
+    max_size: 64 * 1024,
+};
+
+/// State files hold secrets: root only, 0600 at most.
+pub const STATE_RULES: Rules = Rules {
+    forbidden_mode: 0o077,
+    max_size: 64 * 1024,
+};
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn fail(path: impl fmt::Display, problem: Problem) -> FsError {
+    FsError {
+        path: path.to_string(),
+        problem,
+    }
+}
+
+fn problem_from_errno(code: i32) -> Problem {
+    match code {
+        libc::ENOENT => Problem::Missing,
+        libc::ELOOP => Problem::Symlink,
+        libc::ENOTDIR => Problem::NotDirectory,
+        other => Problem::Io { errno: other },
+    }
+}
+
+fn c_path(path: &Path) -> Result<CString, FsError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        fail(
+            path.display(),
+            Problem::Io {
+                errno: libc::EINVAL,
+            },
+        )
+    })
+}
+
+fn fstat(fd: &OwnedFd) -> Result<libc::stat, i32> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is an open descriptor and `st` is writable.
+    let rc = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) };
+    if rc == 0 {
+        Ok(st)
+    } else {
+        Err(errno())
+    }
+}
+
+fn check_owner_and_mode(st: &libc::stat, rules: Rules) -> Result<(), Problem> {
+    if st.st_uid != 0 {
+        return Err(Problem::WrongOwner { uid: st.st_uid });
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode & rules.forbidden_mode != 0 {
+        return Err(Problem::BadMode { mode });
+    }
+    Ok(())
+}
+
+/// Opens a folder that must be a real directory (not a link), owned by root
+/// and not writable by group or others.
+pub fn open_trusted_dir(path: &Path) -> Result<OwnedFd, FsError> {
+    let c = c_path(path)?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    let raw = unsafe { libc::open(c.as_ptr(), flags) };
+    if raw < 0 {
+        return Err(fail(path.display(), problem_from_errno(errno())));
+    }
+    // SAFETY: `raw` was just returned by open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    let st = fstat(&fd).map_err(|e| fail(path.display(), Problem::Io { errno: e }))?;
+    check_owner_and_mode(
+        &st,
+        Rules {
+            forbidden_mode: 0o022,
+            max_size: 0,
+        },
+    )
+    .map_err(|p| fail(path.display(), p))?;
+    Ok(fd)
+}
+
+/// Opens `name` inside `dir` for reading and checks it before any read:
+/// not a link, a regular file (checked before a read could block on a FIFO),
+/// owned by root, mode within `rules`, one hard link, size within `rules`.
+/// `Ok(None)` when the file does not exist.
+pub fn open_trusted_file(
+    dir: &OwnedFd,
+    name: &CStr,
+    shown_path: &dyn fmt::Display,
+    rules: Rules,
+) -> Result<Option<File>, FsError> {
+    let flags =
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // SAFETY: `dir` is an open directory and `name` a valid C string.
+    let raw = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+    if raw < 0 {
+        let code = errno();
+        if code == libc::ENOENT {
+            return Ok(None);
+        }
+        return Err(fail(shown_path, problem_from_errno(code)));
+    }
+    // SAFETY: `raw` was just returned by openat and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    check_trusted_file(&fd, rules).map_err(|p| fail(shown_path, p))?;
+    Ok(Some(File::from(fd)))
+}
+
+fn check_trusted_file(fd: &OwnedFd, rules: Rules) -> Result<(), Problem> {
+    let st = fstat(fd).map_err(|e| Problem::Io { errno: e })?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Problem::NotRegular);
+    }
+    check_owner_and_mode(&st, rules)?;
+    if st.st_nlink != 1 {
+        return Err(Problem::HardLinked { links: nlink(&st) });
+    }
+    let size = st.st_size as u64;
+    if size > rules.max_size {
+        return Err(Problem::TooLarge {
+            size,
+            max: rules.max_size,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a whole checked file, refusing one that grew past the limit since
+/// it was checked.
+pub fn read_limited(
+    file: &mut File,
+    max: u64,
+    shown_path: &dyn fmt::Display,
+) -> Result<Vec<u8>, FsError> {
+    let mut bytes = Vec::new();
+    Read::by_ref(file)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            fail(
+                shown_path,
+                Problem::Io {
+                    errno: e.raw_os_error().unwrap_or(libc::EIO),
+                },
+            )
+        })?;
+    if bytes.len() as u64 > max {
+        return Err(fail(
+            shown_path,
+            Problem::TooLarge {
+                size: bytes.len() as u64,
+                max,
+            },
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Reads a trusted file in a trusted folder given by path.
+pub fn read_trusted(path: &Path, rules: Rules) -> Result<Vec<u8>, FsError> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| fail(path.display(), Problem::NotRegular))?;
+    let dir = open_trusted_dir(parent)?;
+    let c_name = CString::new(name.as_bytes()).map_err(|_| {
+        fail(
+            path.display(),
+            Problem::Io {
+                errno: libc::EINVAL,
+            },
+        )
+    })?;
+    let shown = path.display();
+    let mut file = open_trusted_file(&dir, &c_name, &shown, rules)?
+        .ok_or_else(|| fail(path.display(), Problem::Missing))?;
+    read_limited(&mut file, rules.max_size, &shown)
+}
+
+/// Replaces `name` in `dir` with `bytes` so that a crash at any instant
+/// leaves either the old or the new file: an exclusive temp file (0600),
+/// fsync, rename over the old name, fsync of the folder.
+pub fn replace_file(
+    dir: &OwnedFd,
+    name: &str,
+    bytes: &[u8],
+    shown_dir: &dyn fmt::Display,
+) -> Result<(), FsError> {
+    let temp_name = temp_name_for(name).map_err(|p| fail(shown_dir, p))?;
+    let shown = format!("{shown_dir}/{name}");
+    let result = write_temp_then_rename(dir, &temp_name, name, bytes);
+    if result.is_err() {
+        unlink_at(dir, &temp_name);
+    }
+    result.map_err(|p| fail(&shown, p))?;
+    sync_fd(dir).map_err(|p| fail(shown_dir, p))
+}
+
+/// Temp files are named `.NAME.tmp-RANDOM`; readers never look at names
+/// that start with a dot, and stale ones are cleaned by [`remove_stale_temps`].
+fn temp_name_for(name: &str) -> Result<CString, Problem> {
+    let mut random = [0u8; 8];
+    crate::secret::fill_random(&mut random).map_err(|_| Problem::Io { errno: libc::EIO })?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    CString::new(format!(".{name}.tmp-{suffix}")).map_err(|_| Problem::Io {
+        errno: libc::EINVAL,
+    })
+}
+
+fn write_temp_then_rename(
+    dir: &OwnedFd,
+    temp: &CStr,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), Problem> {
+    let target = CString::new(name).map_err(|_| Problem::Io {
+        errno: libc::EINVAL,
+    })?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `dir` is an open directory and `temp` a valid C string.
+    let raw = unsafe { libc::openat(dir.as_raw_fd(), temp.as_ptr(), flags, 0o600 as libc::c_uint) };
+    if raw < 0 {
+        return Err(problem_from_errno(errno()));
+    }
+    // SAFETY: `raw` was just returned by openat and is owned by nobody else.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+
+    file.write_all(bytes).map_err(|e| Problem::Io {
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    })?;
+    file.sync_all().map_err(|e| Problem::Io {
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+    })?;
+    drop(file);
+
+    // SAFETY: both names are valid C strings relative to the open `dir`.
+    let rc = unsafe {
+        libc::renameat(
+            dir.as_raw_fd(),
+            temp.as_ptr(),
+            dir.as_raw_fd(),
+            target.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(problem_from_errno(errno()));
+    }
+    Ok(())
+}
+
+/// fsync(2) on a descriptor (a folder after a rename, a file after a write).
+pub fn sync_fd(fd: &OwnedFd) -> Result<(), Problem> {
+    // SAFETY: `fd` is an open descriptor.
+    if unsafe { libc::fsync(fd.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(Problem::Io { errno: errno() })
+    }
+}
+
+/// Removes `name` from `dir`, ignoring a missing file.
+pub fn unlink_at(dir: &OwnedFd, name: &CStr) {
+    // SAFETY: `dir` is an open directory and `name` a valid C string.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+}
+
+/// Renames `from` to `to` inside one folder, then syncs the folder.
+pub fn rename_in(dir: &OwnedFd, from: &str, to: &str) -> Result<(), Problem> {
+    let from_c = CString::new(from).map_err(|_| Problem::Io {
+        errno: libc::EINVAL,
+    })?;
+    let to_c = CString::new(to).map_err(|_| Problem::Io {
+        errno: libc::EINVAL,
+    })?;
+    // SAFETY: both names are valid C strings relative to the open `dir`.
+    let rc = unsafe {
+        libc::renameat(
+            dir.as_raw_fd(),
+            from_c.as_ptr(),
+            dir.as_raw_fd(),
+            to_c.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(problem_from_errno(errno()));
+    }
+    sync_fd(dir)
+}
+
+/// Deletes temp files of `name` left by a process killed mid-write.
+/// Only files older than a minute are removed, so a writer still at work
+/// is never disturbed.
+pub fn remove_stale_temps(dir_path: &Path, dir: &OwnedFd, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir_path) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        if !file_name.as_bytes().starts_with(prefix.as_bytes()) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age.as_secs() > 60);
+        if old {
+            if let Ok(c) = CString::new(file_name.as_bytes()) {
+                unlink_at(dir, &c);
+            }
+        }
+    }
+}
+
+/// The link count as u64 (its C type differs between architectures).
+#[allow(clippy::unnecessary_cast)]
+pub fn nlink(st: &libc::stat) -> u64 {
+    st.st_nlink as u64
+}
