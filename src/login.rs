@@ -146,10 +146,12 @@ pub struct Report {
     pub recovery_codes_left: Option<u32>,
     pub debug: bool,
     pub audit_socket: Option<PathBuf>,
+    /// Configured groups that do not exist (logged, then skipped).
+    pub missing_groups: Vec<String>,
 }
 
 impl Report {
-    fn new(outcome: Outcome) -> Report {
+    pub fn new(outcome: Outcome) -> Report {
         Report {
             outcome,
             user: None,
@@ -158,12 +160,14 @@ impl Report {
             recovery_codes_left: None,
             debug: false,
             audit_socket: None,
+            missing_groups: Vec::new(),
         }
     }
 }
 
-/// Parses `config=PATH` and `debug`; anything else is refused by name.
-pub fn parse_arguments(args: &[String]) -> Result<Arguments, Vec<String>> {
+/// Parses `config=PATH` and `debug`; returns the arguments it knows and the
+/// ones it does not (which refuse the login, by name).
+pub fn parse_arguments(args: &[String]) -> (Arguments, Vec<String>) {
     let mut parsed = Arguments {
         config: PathBuf::from(DEFAULT_CONFIG_PATH),
         debug: false,
@@ -181,11 +185,7 @@ pub fn parse_arguments(args: &[String]) -> Result<Arguments, Vec<String>> {
             },
         }
     }
-    if unknown.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(unknown)
-    }
+    (parsed, unknown)
 }
 
 /// Everything a login needs from outside, injectable for tests.
@@ -199,24 +199,27 @@ pub struct Environment<'a> {
 
 /// Runs one authentication.
 pub fn authenticate(args: &[String], request: &Request, env: &Environment) -> Report {
-    let arguments = match parse_arguments(args) {
-        Ok(a) => a,
-        Err(unknown) => return Report::new(Outcome::Failed(Failure::Arguments(unknown))),
-    };
+    let (arguments, unknown) = parse_arguments(args);
+    let mut report = Report::new(Outcome::Denied(Denial::NotEnrolled));
+    report.debug = arguments.debug;
+    let config = Config::load(&arguments.config);
+    report.audit_socket = config.as_ref().ok().map(|c| c.audit.socket.clone());
+
+    if !unknown.is_empty() {
+        report.outcome = Outcome::Failed(Failure::Arguments(unknown));
+        return report;
+    }
     if arguments.test_panic {
         panic!("test_panic requested");
     }
 
-    let mut report = Report::new(Outcome::Denied(Denial::NotEnrolled));
-    report.debug = arguments.debug;
-    let config = match Config::load(&arguments.config) {
+    let config = match config {
         Ok(c) => c,
         Err(e) => {
             report.outcome = Outcome::Failed(Failure::Config(e));
             return report;
         }
     };
-    report.audit_socket = Some(config.audit.socket.clone());
     report.max_failures = Some(config.lockout.max_failures);
 
     let file_store;
@@ -246,7 +249,7 @@ fn decide(
     };
     report.user = Some(user.clone());
 
-    match is_member(config, &user, env.directory) {
+    match is_member(config, &user, env.directory, report) {
         Ok(Some(true)) => {}
         Ok(Some(false)) => return Outcome::NotMember,
         Ok(None) => return Outcome::UnknownUser,
@@ -272,29 +275,20 @@ fn is_member(
     config: &Config,
     user: &UserName,
     directory: &dyn Directory,
+    report: &mut Report,
 ) -> Result<Option<bool>, LookupError> {
     let Some(account) = directory.account(user)? else {
         return Ok(None);
     };
     let gids = directory.group_ids(user, account.gid)?;
+    let mut member = false;
     for group in &config.groups {
-        if let Some(gid) = directory.group_id(group)? {
-            if gids.contains(&gid) {
-                return Ok(Some(true));
-            }
+        match directory.group_id(group)? {
+            Some(gid) => member |= gids.contains(&gid),
+            None => report.missing_groups.push(group.clone()),
         }
     }
-    Ok(Some(false))
-}
-
-/// The configured groups that do not exist, for the audit trail.
-pub fn missing_groups(config: &Config, directory: &dyn Directory) -> Vec<String> {
-    config
-        .groups
-        .iter()
-        .filter(|g| matches!(directory.group_id(g), Ok(None)))
-        .cloned()
-        .collect()
+    Ok(Some(member))
 }
 
 fn refuse_locked(env: &Environment, until: i64, now: i64) -> Outcome {
@@ -420,4 +414,16 @@ pub fn audit_line(report: &Report, request: &Request) -> Option<(Level, Line)> {
         line = line.field("detail", f.detail());
     }
     Some((level, line))
+}
+
+/// One warning per call naming configured groups that do not exist.
+pub fn missing_groups_line(report: &Report) -> Option<(Level, Line)> {
+    if report.missing_groups.is_empty() {
+        return None;
+    }
+    let line = Line::new()
+        .field("result", "config_warning")
+        .field("reason", "missing_groups")
+        .field("groups", report.missing_groups.join(","));
+    Some((Level::Warning, line))
 }

@@ -10,7 +10,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use pamsm::{pam_module, Pam, PamError, PamFlags, PamLibExt, PamServiceModule};
 
 use crate::audit::{Sink, Syslog};
-use crate::config::DEFAULT_CONFIG_PATH;
 use crate::login::{self, Environment, Failure, Outcome, Report, Request, SystemClock};
 use crate::users::SystemDirectory;
 
@@ -70,35 +69,22 @@ fn authenticate(pamh: &Pam, args: &[String]) -> PamError {
 fn report_panic(pamh: &Pam, args: &[String]) -> PamError {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let request = read_request(pamh);
-        let mut report = login_report_for_panic(args);
-        report.outcome = Outcome::Failed(Failure::Panic);
+        let report = login_report_for_panic(args);
         send_audit(&report, &request);
     }));
     PamError::SERVICE_ERR
 }
 
 fn login_report_for_panic(args: &[String]) -> Report {
-    let config = login::parse_arguments(args)
-        .map(|a| a.config)
-        .unwrap_or_else(|_| DEFAULT_CONFIG_PATH.into());
-    let socket = crate::config::Config::load(&config)
+    let (arguments, _) = login::parse_arguments(args);
+    let mut report = Report::new(Outcome::Failed(Failure::Panic));
+    report.audit_socket = crate::config::Config::load(&arguments.config)
         .ok()
         .map(|c| c.audit.socket);
-    Report {
-        outcome: Outcome::Failed(Failure::Panic),
-        user: None,
-        failures: None,
-        max_failures: None,
-        recovery_codes_left: None,
-        debug: false,
-        audit_socket: socket,
-    }
+    report
 }
 
 fn send_audit(report: &Report, request: &Request) {
-    let Some((level, line)) = login::audit_line(report, request) else {
-        return;
-    };
     let socket = report
         .audit_socket
         .clone()
@@ -109,7 +95,12 @@ fn send_audit(report: &Report, request: &Request) {
         "pam_otpgate({}:auth)",
         crate::audit::escape(&request.service)
     );
-    sink.send(level, &prefix, &line);
+    if let Some((level, line)) = login::missing_groups_line(report) {
+        sink.send(level, &prefix, &line);
+    }
+    if let Some((level, line)) = login::audit_line(report, request) {
+        sink.send(level, &prefix, &line);
+    }
 }
 
 fn read_request(pamh: &Pam) -> Request {

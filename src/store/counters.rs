@@ -108,6 +108,10 @@ pub enum FileState {
     Corrupt,
 }
 
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
+}
+
 /// Picks the newest valid slot of a file's bytes.
 pub fn read_file(bytes: &[u8]) -> FileState {
     if bytes.is_empty() || bytes.iter().all(|&b| b == 0) {
@@ -131,6 +135,11 @@ pub fn read_file(bytes: &[u8]) -> FileState {
             slot: b,
             next_index: 0,
         },
+        // One slot never written and the other torn: the very first write
+        // did not finish, so nothing was counted yet.
+        (None, None) if is_blank(&bytes[..SLOT_SIZE]) || is_blank(&bytes[SLOT_SIZE..]) => {
+            FileState::Fresh
+        }
         (None, None) => FileState::Corrupt,
     }
 }
@@ -198,6 +207,13 @@ mod tests {
 
         file[2] ^= 1;
         assert_eq!(read_file(&file), FileState::Corrupt);
+    }
+
+    #[test]
+    fn a_torn_first_write_counts_as_fresh() {
+        let mut file = [0u8; 256];
+        file[..60].copy_from_slice(&encode(&sample(1))[..60]);
+        assert_eq!(read_file(&file), FileState::Fresh);
     }
 
     #[test]
