@@ -225,6 +225,8 @@ impl Store for FileStore {
         if !replace && self.read_record(&dir, user)?.is_some() {
             return Err(StoreError::Exists);
         }
+
+        self.forget_allowance(&dir, user)?;
         self.write_record(&dir, user, record)?;
         let counters = Counters {
             last_step: used_step.max(record.initial.last_step),
@@ -235,6 +237,12 @@ impl Store for FileStore {
 
     fn load(&self, user: &UserName) -> Result<Option<(UserRecord, Counters)>, StoreError> {
         let dir = self.open_dir()?;
+        // Without a record there is nothing to lock: creating the user's
+        // counters file just to look would leave files behind.
+        if self.read_record(&dir, user)?.is_none() {
+            return Ok(None);
+        }
+
         let locked = self.lock(&dir, user)?;
         let Some(record) = self.read_record(&dir, user)? else {
             return Ok(None);
@@ -274,6 +282,53 @@ impl Store for FileStore {
         locked.save(&record, cleared)?;
         Ok(true)
     }
+
+    fn allow(&self, user: &UserName) -> Result<(), StoreError> {
+        let dir = self.open_dir()?;
+        let name = allowance_name(user);
+        fsutil::remove_stale_temps(&self.dir, &dir, &name);
+        fsutil::replace_file(&dir, &name, b"", &self.dir.display()).map_err(StoreError::Unsafe)
+    }
+
+    fn is_allowed(&self, user: &UserName) -> Result<bool, StoreError> {
+        let dir = self.open_dir()?;
+        let name = allowance_name(user);
+        let shown = self.shown(&name);
+        let opened = fsutil::open_trusted_file(&dir, &c_string(&name), &shown, ALLOWANCE_RULES)
+            .map_err(StoreError::Unsafe)?;
+        Ok(opened.is_some())
+    }
+
+    fn users(&self) -> Result<Vec<UserName>, StoreError> {
+        let _checked = self.open_dir()?;
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| self.io_error(&e))?;
+
+        let mut users = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_error(&e))?;
+            users.extend(user_of_file(entry.file_name().as_encoded_bytes()));
+        }
+
+        users.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        users.dedup();
+        Ok(users)
+    }
+
+    fn replace_recovery_codes(
+        &self,
+        user: &UserName,
+        hashes: &[String],
+    ) -> Result<bool, StoreError> {
+        let dir = self.open_dir()?;
+        let _locked = self.lock(&dir, user)?;
+        let Some(mut record) = self.read_record(&dir, user)? else {
+            return Ok(false);
+        };
+
+        record.recovery_codes = hashes.to_vec();
+        self.write_record(&dir, user, &record)?;
+        Ok(true)
+    }
 }
 
 impl FileStore {
@@ -290,10 +345,66 @@ impl FileStore {
         fsutil::replace_file(dir, &name, record.to_toml().as_bytes(), &shown_dir)
             .map_err(StoreError::Unsafe)
     }
+
+    /// Removes the user's allowance to enroll, if there is one.
+    fn forget_allowance(&self, dir: &OwnedFd, user: &UserName) -> Result<(), StoreError> {
+        let name = allowance_name(user);
+        let shown = self.shown(&name);
+        let c_name = c_string(&name);
+        // SAFETY: `dir` is an open directory and `c_name` a valid C string.
+        let rc = unsafe { libc::unlinkat(dir.as_raw_fd(), c_name.as_ptr(), 0) };
+        if rc != 0 {
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            if errno == libc::ENOENT {
+                return Ok(());
+            }
+            return Err(StoreError::Unsafe(FsError {
+                path: shown,
+                problem: Problem::Io { errno },
+            }));
+        }
+        fsutil::sync_fd(dir).map_err(|problem| {
+            StoreError::Unsafe(FsError {
+                path: shown,
+                problem,
+            })
+        })
+    }
+
+    fn io_error(&self, e: &std::io::Error) -> StoreError {
+        StoreError::Unsafe(FsError {
+            path: self.dir.display().to_string(),
+            problem: Problem::Io {
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            },
+        })
+    }
 }
+
+/// An allowance file is empty; anything larger was not written by us.
+const ALLOWANCE_RULES: Rules = Rules {
+    forbidden_mode: 0o077,
+    max_size: 0,
+};
 
 pub fn record_name(user: &UserName) -> String {
     format!("{user}.toml")
+}
+
+/// `<user>.allow`: present while the user may enroll at a login.
+pub fn allowance_name(user: &UserName) -> String {
+    format!("{user}.allow")
+}
+
+/// The user a state file belongs to: `<user>.toml` or `<user>.allow`.
+/// Temp files, backups and anything else give `None`.
+fn user_of_file(file_name: &[u8]) -> Option<UserName> {
+    let stem = file_name
+        .strip_suffix(b".toml")
+        .or_else(|| file_name.strip_suffix(b".allow"))?;
+    UserName::parse(stem).ok()
 }
 
 pub fn counters_name(user: &UserName) -> String {
@@ -439,5 +550,150 @@ fn wait_for_lock(file: &File, timeout: Duration) -> Result<(), ()> {
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::totp::CodeSettings;
+
+    fn user(name: &str) -> UserName {
+        UserName::parse(name.as_bytes()).unwrap()
+    }
+
+    fn record() -> UserRecord {
+        UserRecord::new(Secret::generate().unwrap(), CodeSettings::default(), 1)
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_allowance_lasts_until_an_enrollment_is_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let alice = user("alice");
+        assert!(!store.is_allowed(&alice).unwrap());
+
+        store.allow(&alice).unwrap();
+        store.allow(&alice).unwrap();
+        assert!(store.is_allowed(&alice).unwrap());
+        let mode = std::fs::metadata(dir.path().join("alice.allow"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+
+        store.enroll(&alice, &record(), Some(7), false).unwrap();
+        assert!(!store.is_allowed(&alice).unwrap());
+        assert_eq!(files_in(dir.path()), ["alice.counters", "alice.toml"]);
+    }
+
+    #[test]
+    fn a_second_enrollment_without_replace_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let alice = user("alice");
+        let first = record();
+
+        store.enroll(&alice, &first, Some(1), false).unwrap();
+        let second = store.enroll(&alice, &record(), Some(2), false);
+
+        assert_eq!(second, Err(StoreError::Exists));
+        let (kept, counters) = store.load(&alice).unwrap().unwrap();
+        assert_eq!(kept.secret, first.secret);
+        assert_eq!(counters.last_step, Some(1));
+    }
+
+    #[test]
+    fn concurrent_enrollments_leave_one_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<UserRecord> = (0..4).map(|_| record()).collect();
+
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = records
+                .iter()
+                .map(|r| {
+                    let path = dir.path();
+                    scope.spawn(move || FileStore::new(path).enroll(&user("bob"), r, None, false))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+
+        let winners: Vec<usize> = (0..4).filter(|&i| results[i].is_ok()).collect();
+        assert_eq!(winners.len(), 1, "{results:?}");
+        let (saved, _) = FileStore::new(dir.path())
+            .load(&user("bob"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(saved.secret, records[winners[0]].secret);
+    }
+
+    #[test]
+    fn users_are_those_with_a_record_or_an_allowance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        store.enroll(&user("dave"), &record(), None, false).unwrap();
+        store
+            .enroll(&user("alice"), &record(), None, false)
+            .unwrap();
+        store.allow(&user("alice")).unwrap();
+        store.allow(&user("bob")).unwrap();
+        store
+            .enroll(&user("carol"), &record(), None, false)
+            .unwrap();
+        store.remove(&user("carol"), 1_700_000_000).unwrap();
+        std::fs::write(dir.path().join(".erin.toml.tmp-00"), "").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "").unwrap();
+
+        let names: Vec<String> = store
+            .users()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().to_string())
+            .collect();
+
+        assert_eq!(names, ["alice", "bob", "dave"]);
+    }
+
+    #[test]
+    fn recovery_codes_are_replaced_for_enrolled_users_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let mut first = record();
+        first.recovery_codes = vec![crate::recovery::hash("1111").unwrap()];
+        store.enroll(&user("alice"), &first, None, false).unwrap();
+        let fresh = vec![crate::recovery::hash("2222").unwrap()];
+
+        assert!(store
+            .replace_recovery_codes(&user("alice"), &fresh)
+            .unwrap());
+        assert!(!store.replace_recovery_codes(&user("bob"), &fresh).unwrap());
+
+        let (saved, _) = store.load(&user("alice")).unwrap().unwrap();
+        assert_eq!(saved.recovery_codes, fresh);
+        assert_eq!(saved.secret, first.secret);
+    }
+
+    #[test]
+    fn looking_at_a_user_without_state_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+
+        assert_eq!(store.load(&user("alice")).unwrap(), None);
+        assert!(!store.is_allowed(&user("alice")).unwrap());
+
+        assert!(files_in(dir.path()).is_empty());
     }
 }

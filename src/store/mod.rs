@@ -39,6 +39,9 @@ pub trait Store {
 
     /// Saves an enrollment, with `used_step` recorded as used. Without
     /// `replace`, an existing secret is kept and `StoreError::Exists` returned.
+    /// A saved enrollment also ends the user's allowance to enroll (see
+    /// [`Store::allow`]); the allowance is dropped before the secret is
+    /// written, so a failed save never leaves both.
     fn enroll(
         &self,
         user: &UserName,
@@ -47,7 +50,8 @@ pub trait Store {
         replace: bool,
     ) -> Result<(), StoreError>;
 
-    /// The record and current counters, for the administrator.
+    /// The record and current counters, for the administrator. Reading a
+    /// user without a record creates nothing.
     fn load(&self, user: &UserName) -> Result<Option<(UserRecord, Counters)>, StoreError>;
 
     /// Removes the secret, keeping a backup; returns where the backup is.
@@ -55,6 +59,26 @@ pub trait Store {
 
     /// Clears the failure count and the lock; `false` when not enrolled.
     fn unlock(&self, user: &UserName) -> Result<bool, StoreError>;
+
+    /// Allows `user` to enroll at a later login (the `after-reset` mode).
+    /// The allowance stays until an enrollment is saved for the user; giving
+    /// it twice is the same as once.
+    fn allow(&self, user: &UserName) -> Result<(), StoreError>;
+
+    /// Whether `user` holds an allowance to enroll.
+    fn is_allowed(&self, user: &UserName) -> Result<bool, StoreError>;
+
+    /// Every user the store holds a secret or an allowance for, sorted by
+    /// name. Backups of removed secrets do not count.
+    fn users(&self) -> Result<Vec<UserName>, StoreError>;
+
+    /// Replaces all the recovery code hashes of an enrolled user with
+    /// `hashes`, so the old codes stop working; `false` when not enrolled.
+    fn replace_recovery_codes(
+        &self,
+        user: &UserName,
+        hashes: &[String],
+    ) -> Result<bool, StoreError>;
 }
 
 /// Why the store could not answer.
