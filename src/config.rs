@@ -61,6 +61,8 @@ impl fmt::Display for EnrollmentMode {
 pub struct Enrollment {
     pub mode: EnrollmentMode,
     pub issuer: String,
+    /// The account shown in the app, with `{user}` and `{host}` filled in.
+    pub account: String,
     pub recovery_codes: u32,
 }
 
@@ -163,6 +165,7 @@ impl Default for RawLockout {
 struct RawEnrollment {
     mode: EnrollmentMode,
     issuer: String,
+    account: String,
     recovery_codes: u32,
 }
 
@@ -171,6 +174,7 @@ impl Default for RawEnrollment {
         RawEnrollment {
             mode: EnrollmentMode::AtLogin,
             issuer: "otpgate".to_string(),
+            account: crate::otpauth::DEFAULT_ACCOUNT.to_string(),
             recovery_codes: 5,
         }
     }
@@ -262,6 +266,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         enrollment: Enrollment {
             mode: raw.enrollment.mode,
             issuer: raw.enrollment.issuer,
+            account: raw.enrollment.account,
             recovery_codes: raw.enrollment.recovery_codes,
         },
         audit: Audit {
@@ -333,11 +338,31 @@ fn validate_enrollment(enrollment: &RawEnrollment) -> Result<(), String> {
                 .to_string(),
         );
     }
+    validate_account(&enrollment.account)?;
     if enrollment.recovery_codes > 10 {
         return Err(format!(
             "enrollment.recovery_codes is {}; it must be 0 to 10",
             enrollment.recovery_codes
         ));
+    }
+    Ok(())
+}
+
+/// The account template: 1 to 64 characters, no `:` (it ends the issuer
+/// in the label) and no control characters; `{user}` and `{host}` are the
+/// only placeholders.
+fn validate_account(template: &str) -> Result<(), String> {
+    let bare = template.replace("{user}", "").replace("{host}", "");
+    let bad = template.is_empty()
+        || template.chars().count() > 64
+        || bare.contains(['{', '}', ':'])
+        || template.chars().any(char::is_control);
+    if bad {
+        return Err(
+            "enrollment.account must be 1 to 64 characters without ':' or control characters; \
+             {user} and {host} are the only placeholders"
+                .to_string(),
+        );
     }
     Ok(())
 }
@@ -387,6 +412,7 @@ issuer = "otpgate"
         let config = Config::parse("groups = [\"wheel\"]", "t").unwrap();
         assert_eq!(config.state_dir, PathBuf::from("/var/lib/otpgate"));
         assert_eq!(config.enrollment.recovery_codes, 5);
+        assert_eq!(config.enrollment.account, "{user}@{host}");
     }
 
     fn invalid(text: &str) -> String {
@@ -411,6 +437,8 @@ issuer = "otpgate"
         assert!(invalid("groups = [\"a\"]\nstate_dir = \"rel\"").contains("absolute"));
         assert!(invalid("groups = [\"a\"]\ngroups = [\"b\"]").contains("duplicate"));
         assert!(invalid("groups = [\"a\"]\n[code]\nskew = -1").contains("skew"));
+        assert!(invalid("groups = [\"a\"]\n[enrollment]\naccount = \"{uid}\"").contains("account"));
+        assert!(invalid("groups = [\"a\"]\n[enrollment]\naccount = \"a:b\"").contains("account"));
     }
 
     #[test]

@@ -6,9 +6,11 @@
 
 pub mod audit;
 pub mod config;
+pub mod enroll;
 pub mod fsutil;
 pub mod import;
 pub mod login;
+pub mod otpauth;
 pub mod pam;
 pub mod qr;
 pub mod recovery;

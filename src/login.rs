@@ -265,7 +265,7 @@ fn decide(
         Ok(Peek::Enrolled { locked_until: None }) => {
             ask_and_verify(config, &user, env, store, report)
         }
-        Ok(Peek::NotEnrolled) => not_enrolled(config, env),
+        Ok(Peek::NotEnrolled) => not_enrolled(config, &user, env, store),
     }
 }
 
@@ -328,7 +328,7 @@ fn ask_and_verify(
     };
     match store.verify(user, &reply, env.clock.now(), &policy) {
         Err(e) => Outcome::Failed(Failure::Store(e)),
-        Ok(None) => not_enrolled(config, env),
+        Ok(None) => not_enrolled(config, user, env, store),
         Ok(Some(verdict)) => outcome_of(verdict, env, report),
     }
 }
@@ -365,12 +365,11 @@ fn outcome_of(verdict: Verdict, env: &Environment, report: &mut Report) -> Outco
     }
 }
 
-fn not_enrolled(_config: &Config, env: &Environment) -> Outcome {
-    // Enrollment at login is not built yet: every mode refuses for now.
-    let _ = env
-        .conversation
-        .error("You have no verification code set up. Ask your administrator to enroll you.");
-    Outcome::Denied(Denial::NotEnrolled)
+/// No secret: enrollment at login when the config's mode allows it (see
+/// `enroll`), a refusal otherwise.
+fn not_enrolled(config: &Config, user: &UserName, env: &Environment, store: &dyn Store) -> Outcome {
+    let host = crate::otpauth::host_name();
+    crate::enroll::at_login(config, user, &host, env, store)
 }
 
 /// The audit line for a report; `None` for a non-member without `debug`.
