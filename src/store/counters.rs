@@ -144,15 +144,15 @@ pub fn read_file(bytes: &[u8]) -> FileState {
     }
 }
 
-/// The counters that apply to `secret`: fresh ones when the file is fresh
-/// or was written for another secret.
-pub fn for_secret(state: &FileState, secret: &Secret) -> Option<Counters> {
+/// The counters that apply to `secret`: the file's when they were written
+/// for this secret, otherwise `initial` (a fresh file, or counters of a
+/// secret that was replaced). `None` when the file is damaged.
+pub fn for_secret(state: &FileState, secret: &Secret, initial: Counters) -> Option<Counters> {
     match state {
-        FileState::Fresh => Some(Counters::default()),
         FileState::Current { slot, .. } if slot.fingerprint == fingerprint(secret) => {
             Some(slot.counters)
         }
-        FileState::Current { .. } => Some(Counters::default()),
+        FileState::Fresh | FileState::Current { .. } => Some(initial),
         FileState::Corrupt => None,
     }
 }
@@ -231,12 +231,18 @@ mod tests {
             slot,
             next_index: 1,
         };
-        assert_eq!(for_secret(&state, &secret), Some(Counters::default()));
+        assert_eq!(
+            for_secret(&state, &secret, Counters::default()),
+            Some(Counters::default())
+        );
         slot.fingerprint = fingerprint(&secret);
         let state = FileState::Current {
             slot,
             next_index: 1,
         };
-        assert_eq!(for_secret(&state, &secret), Some(slot.counters));
+        assert_eq!(
+            for_secret(&state, &secret, Counters::default()),
+            Some(slot.counters)
+        );
     }
 }

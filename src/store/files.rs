@@ -123,10 +123,7 @@ impl FileStore {
 
 impl Locked {
     fn counters_for(&self, record: &UserRecord) -> Result<Counters, StoreError> {
-        let from_file = counters::for_secret(&self.state, &record.secret)
-            .ok_or_else(|| corrupt(&self.shown, "both counter slots are damaged"))?;
-        let bound = matches!(self.state, FileState::Current { slot, .. } if slot.fingerprint == counters::fingerprint(&record.secret));
-        Ok(if bound { from_file } else { record.initial })
+        effective_counters(&self.state, record, &self.shown)
     }
 
     /// Writes `counters` for `record`'s secret into the older slot and
@@ -175,14 +172,7 @@ impl Store for FileStore {
             return Ok(Peek::NotEnrolled);
         };
         let state = self.read_counters_unlocked(&dir, user)?;
-        let from_file = counters::for_secret(&state, &record.secret).ok_or_else(|| {
-            corrupt(
-                &self.shown(&counters_name(user)),
-                "both counter slots are damaged",
-            )
-        })?;
-        let bound = matches!(state, FileState::Current { slot, .. } if slot.fingerprint == counters::fingerprint(&record.secret));
-        let counters = if bound { from_file } else { record.initial };
+        let counters = effective_counters(&state, &record, &self.shown(&counters_name(user)))?;
         Ok(Peek::Enrolled {
             locked_until: verify::locked_until(&counters, now),
         })
@@ -415,6 +405,16 @@ fn c_string(name: &str) -> CString {
     // User names never hold NUL (see UserName::parse); an empty name cannot
     // match any file.
     CString::new(name).unwrap_or_default()
+}
+
+/// The counters in force for `record` (see [`counters::for_secret`]).
+fn effective_counters(
+    state: &FileState,
+    record: &UserRecord,
+    shown: &str,
+) -> Result<Counters, StoreError> {
+    counters::for_secret(state, &record.secret, record.initial)
+        .ok_or_else(|| corrupt(shown, "both counter slots are damaged"))
 }
 
 fn corrupt(path: &str, why: &str) -> StoreError {
