@@ -4,6 +4,7 @@
 //! that tests drive with fakes: `login` decides, `verify` judges a reply,
 //! `store` keeps state, `audit` writes the trail.
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod enroll;
