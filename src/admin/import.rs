@@ -114,7 +114,7 @@ fn record_from(
     let bits = file.secret_bits();
     if bits < MIN_SECRET_BITS && !allow_short_secret {
         return Err(AdminError(format!(
-            "{} holds a {bits}-bit secret, shorter than the {MIN_SECRET_BITS} bits otpgate \
+            "{}: the secret has {bits} bits, fewer than the {MIN_SECRET_BITS} otpgate \
              requires; import it with --allow-short-secret and enroll the user again soon",
             path.display()
         )));
@@ -183,7 +183,7 @@ mod tests {
         let refused = record_from(&file, false, 1, path).unwrap_err();
         let record = record_from(&file, true, 1, path).unwrap();
 
-        assert!(refused.0.contains("80-bit") && refused.0.contains("--allow-short-secret"));
+        assert!(refused.0.contains("80 bits") && refused.0.contains("--allow-short-secret"));
         assert!(record.short_secret);
         assert_eq!(record.recovery_codes.len(), 1);
         assert_eq!(recovery::find(&record.recovery_codes, b"12345678"), Some(0));
