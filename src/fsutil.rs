@@ -2,13 +2,13 @@
 //! files are opened without following links, checked for type, owner, mode,
 //! link count and size before a byte is read, and replaced atomically.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 /// What is wrong with a file or folder we were asked to trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,19 +139,25 @@ fn check_owner_and_mode(st: &libc::stat, rules: Rules) -> Result<(), Problem> {
 }
 
 /// Opens a folder that must be a real directory (not a link), owned by root
-/// and not writable by group or others.
+/// and not writable by group or others. Every folder on the way there is
+/// opened in turn without following links and must be owned by root and not
+/// writable by group or others (unless sticky, like /tmp), so nobody but
+/// root can swap a folder above it for one of their own.
 pub fn open_trusted_dir(path: &Path) -> Result<OwnedFd, FsError> {
-    let c = c_path(path)?;
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    let raw = unsafe { libc::open(c.as_ptr(), flags) };
-    if raw < 0 {
-        return Err(fail(path.display(), problem_from_errno(errno())));
+    let mut walked = PathBuf::new();
+    let mut current = open_walk_start(path, &mut walked)?;
+    for component in path.components() {
+        let name = match component {
+            Component::Normal(name) => name,
+            Component::ParentDir => OsStr::new(".."),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+        };
+        check_ancestor(&current).map_err(|p| fail(walked.display(), p))?;
+        walked.push(name);
+        current = open_dir_at(&current, name, path, &walked)?;
     }
-    // SAFETY: `raw` was just returned by open and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 
-    let st = fstat(&fd).map_err(|e| fail(path.display(), Problem::Io { errno: e }))?;
+    let st = fstat(&current).map_err(|e| fail(path.display(), Problem::Io { errno: e }))?;
     check_owner_and_mode(
         &st,
         Rules {
@@ -160,7 +166,88 @@ pub fn open_trusted_dir(path: &Path) -> Result<OwnedFd, FsError> {
         },
     )
     .map_err(|p| fail(path.display(), p))?;
-    Ok(fd)
+    Ok(current)
+}
+
+/// The folder a walk starts from: `/` for an absolute path, the current
+/// folder for a relative one.
+fn open_walk_start(path: &Path, walked: &mut PathBuf) -> Result<OwnedFd, FsError> {
+    let start = if path.is_absolute() { "/" } else { "." };
+    walked.push(start);
+    let c = c_path(Path::new(start))?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    let raw = unsafe { libc::open(c.as_ptr(), DIR_FLAGS) };
+    if raw < 0 {
+        return Err(fail(start, problem_from_errno(errno())));
+    }
+    // SAFETY: `raw` was just returned by open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+const DIR_FLAGS: i32 = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+
+/// Opens one step of a walk; a missing folder is reported with the whole
+/// path asked for, any other problem with the step where it was met.
+fn open_dir_at(
+    dir: &OwnedFd,
+    name: &OsStr,
+    asked: &Path,
+    walked: &Path,
+) -> Result<OwnedFd, FsError> {
+    let c = CString::new(name.as_bytes()).map_err(|_| {
+        fail(
+            asked.display(),
+            Problem::Io {
+                errno: libc::EINVAL,
+            },
+        )
+    })?;
+    // SAFETY: `dir` is an open directory and `c` a valid C string.
+    let raw = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), DIR_FLAGS) };
+    if raw < 0 {
+        return Err(match problem_from_errno(errno()) {
+            Problem::Missing => fail(asked.display(), Problem::Missing),
+            Problem::NotDirectory if is_symlink_at(dir, &c) => {
+                fail(walked.display(), Problem::Symlink)
+            }
+            other => fail(walked.display(), other),
+        });
+    }
+    // SAFETY: `raw` was just returned by openat and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Whether `name` in `dir` is a symbolic link (O_DIRECTORY with O_NOFOLLOW
+/// reports a link as "not a directory").
+fn is_symlink_at(dir: &OwnedFd, name: &CStr) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `dir` is open, `name` a valid C string and `st` writable.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    rc == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK
+}
+
+/// A folder above a trusted one: owned by root, and not writable by group
+/// or others unless its sticky bit keeps them from renaming what root put
+/// there.
+fn check_ancestor(fd: &OwnedFd) -> Result<(), Problem> {
+    let st = fstat(fd).map_err(|e| Problem::Io { errno: e })?;
+    if st.st_uid != 0 {
+        return Err(Problem::WrongOwner { uid: st.st_uid });
+    }
+    let mode = st.st_mode & 0o7777;
+    let sticky = mode & libc::S_ISVTX != 0;
+    if mode & 0o022 != 0 && !sticky {
+        return Err(Problem::BadMode { mode });
+    }
+    Ok(())
 }
 
 /// Opens `name` inside `dir` for reading and checks it before any read:
@@ -407,4 +494,77 @@ pub fn remove_stale_temps(dir_path: &Path, dir: &OwnedFd, name: &str) {
 #[allow(clippy::unnecessary_cast)]
 pub fn nlink(st: &libc::stat) -> u64 {
     st.st_nlink as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn set_mode(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// `<tmp>/outer/state`, both root-owned 0755 and 0700.
+    fn layout() -> (tempfile::TempDir, PathBuf) {
+        let top = tempfile::tempdir().unwrap();
+        let state = top.path().join("outer/state");
+        std::fs::create_dir_all(&state).unwrap();
+        set_mode(&state, 0o700);
+        (top, state)
+    }
+
+    #[test]
+    fn a_folder_reached_through_safe_folders_opens() {
+        let (_top, state) = layout();
+        assert!(open_trusted_dir(&state).is_ok());
+    }
+
+    #[test]
+    fn a_link_anywhere_on_the_way_is_refused_and_named() {
+        let (top, state) = layout();
+        let link = top.path().join("link");
+        symlink(top.path().join("outer"), &link).unwrap();
+
+        let err = open_trusted_dir(&link.join("state")).unwrap_err();
+
+        assert_eq!(err.problem, Problem::Symlink);
+        assert_eq!(err.path, link.display().to_string());
+        assert!(open_trusted_dir(&state).is_ok());
+    }
+
+    #[test]
+    fn a_folder_above_that_others_can_write_is_refused_unless_sticky() {
+        let (top, state) = layout();
+        let outer = top.path().join("outer");
+
+        set_mode(&outer, 0o777);
+        let err = open_trusted_dir(&state).unwrap_err();
+        assert_eq!(err.problem, Problem::BadMode { mode: 0o777 });
+        assert_eq!(err.path, outer.display().to_string());
+
+        set_mode(&outer, 0o1777);
+        assert!(open_trusted_dir(&state).is_ok());
+    }
+
+    #[test]
+    fn a_folder_above_owned_by_a_user_is_refused() {
+        let (top, state) = layout();
+        let outer = top.path().join("outer");
+        std::os::unix::fs::chown(&outer, Some(2001), None).unwrap();
+
+        let err = open_trusted_dir(&state).unwrap_err();
+
+        assert_eq!(err.problem, Problem::WrongOwner { uid: 2001 });
+    }
+
+    #[test]
+    fn a_missing_folder_is_named_in_full() {
+        let (top, _state) = layout();
+        let asked = top.path().join("nowhere/state");
+
+        let err = open_trusted_dir(&asked).unwrap_err();
+
+        assert_eq!(err, fail(asked.display(), Problem::Missing));
+    }
 }
