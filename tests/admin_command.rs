@@ -556,3 +556,26 @@ fn short_secrets_are_imported_only_on_request_and_flagged() {
         "PAM_SUCCESS"
     );
 }
+
+#[test]
+fn import_warns_about_a_used_step_in_the_future() {
+    let env = TestEnv::new("adm-import-future");
+    let path = env.home_dir("alice").join(".google_authenticator");
+    let future = now() / 30 + 1000;
+    let text = format!("KT54XCITFNNRTGVZOD475KJLOE\n\" DISALLOW_REUSE {future}\n\" TOTP_AUTH\n");
+    fs::write(&path, text).unwrap();
+
+    let run = otpgate(
+        &env,
+        &[
+            "import-google-authenticator",
+            "alice",
+            path.to_str().unwrap(),
+        ],
+    );
+
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("marks a step in the future"), "{run:?}");
+    let (_, counters) = store(&env).load(&user("alice")).unwrap().unwrap();
+    assert_eq!(counters.last_step, Some(future));
+}

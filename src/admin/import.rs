@@ -93,6 +93,14 @@ impl Admin<'_> {
                 self.config.skew
             );
         }
+        let newest_usable = record.code.step_at(self.clock.now()) + u64::from(self.config.skew);
+        if file.used_steps.iter().any(|&step| step > newest_usable) {
+            let _ = writeln!(
+                out,
+                "Warning: the file marks a step in the future as used (was the old server's \
+                 clock ahead?); {user}'s codes are refused until that time passes."
+            );
+        }
         if record.short_secret {
             let _ = writeln!(
                 out,
