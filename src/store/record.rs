@@ -12,6 +12,11 @@ use crate::totp::{Algorithm, CodeSettings};
 /// Imported google-authenticator secrets of older versions are 80 bits.
 pub const SHORT_SECRET_BITS: usize = 80;
 
+/// The largest time step a record may name: the step of the last second
+/// an i64 Unix time holds, at one second per step. Larger values could not
+/// come from a clock, and u64::MAX is how the counters file writes "none".
+pub const MAX_STEP: u64 = i64::MAX as u64;
+
 /// One user's enrollment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -110,6 +115,9 @@ impl UserRecord {
         if raw.locked_until < 0 || raw.enrolled_at < 0 {
             return Err(RecordError("negative time".to_string()));
         }
+        if raw.last_step.is_some_and(|step| step > MAX_STEP) {
+            return Err(RecordError("last_step is beyond any time".to_string()));
+        }
         Ok(UserRecord {
             secret,
             code,
@@ -192,6 +200,8 @@ mod tests {
             "secret = \"not base32!\"".to_string(),
             format!("secret = \"{SECRET}\"\nlast_step = -1"),
             format!("secret = \"{SECRET}\"\nlast_step = 99999999999999999999999"),
+            format!("secret = \"{SECRET}\"\nlast_step = 18446744073709551615"),
+            format!("secret = \"{SECRET}\"\nlast_step = 9223372036854775808"),
             format!("secret = \"{SECRET}\"\nsecret = \"{SECRET}\""),
             format!("secret = \"{SECRET}\"\ndigits = 9"),
             format!("secret = \"{SECRET}\"\nunknown = 1"),
@@ -199,6 +209,19 @@ mod tests {
         for text in cases {
             assert!(UserRecord::parse(&text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn the_largest_step_a_clock_can_give_is_kept_through_the_counters() {
+        let text = format!("secret = \"{SECRET}\"\nlast_step = {MAX_STEP}");
+        let record = UserRecord::parse(&text).unwrap();
+        let slot = crate::store::counters::Slot {
+            generation: 1,
+            fingerprint: [0; 16],
+            counters: record.initial,
+        };
+        let decoded = crate::store::counters::decode(&crate::store::counters::encode(&slot));
+        assert_eq!(decoded.unwrap().counters.last_step, Some(MAX_STEP));
     }
 
     #[test]
