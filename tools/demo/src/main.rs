@@ -3,7 +3,11 @@
 //! folder, takes its users from nss_wrapper, listens on its own syslog
 //! socket, and runs logins with the pam-drive tool: a member with a valid
 //! code, the same code again, a wrong code, and a user outside the groups,
-//! printing what each login showed and the audit lines it produced.
+//! printing what each login showed and the audit lines it produced. Last, a
+//! member without a secret logs in for the first time and is enrolled: that
+//! login runs in a child of this program (nss_wrapper must be preloaded at
+//! start) whose conversation plays the person at the terminal, reading the
+//! key from the screen and typing the code their app would show.
 //!
 //! Usage: otpgate-demo PATH/TO/libotpgate.so (as root: the module trusts
 //! only root-owned config and state).
@@ -16,6 +20,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use otpgate::secret::Secret;
+use pamclient::{Conversation, Message, MessageStyle, Reply, Session};
 
 const SERVICE: &str = "vms-login";
 
@@ -27,6 +32,9 @@ struct World {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--enrolling-user") {
+        return enrolling_user();
+    }
     let Some(module) = std::env::args().nth(1).map(PathBuf::from) else {
         eprintln!("usage: otpgate-demo PATH/TO/libotpgate.so");
         return ExitCode::from(2);
@@ -60,7 +68,12 @@ fn run(module: &Path) -> Result<(), String> {
     )?;
     let wrong = wrong_code(&key)?;
     world.scene("alice types a wrong code", "alice", Some(&wrong))?;
-    world.scene("carol (not in vms-admins) logs in: not asked for a code", "carol", None)?;
+    world.scene(
+        "carol (not in vms-admins) logs in: not asked for a code",
+        "carol",
+        None,
+    )?;
+    world.first_login("dave")?;
 
     println!("The state folder now holds:");
     for entry in fs::read_dir(world.dir.join("state"))
@@ -119,7 +132,7 @@ impl World {
         fs::set_permissions(dir.join("state"), fs::Permissions::from_mode(0o700)).map_err(err)?;
 
         let config = format!(
-            "groups = [\"vms-admins\"]\nstate_dir = \"{}\"\n\n[audit]\nsocket = \"{}\"\n\n[enrollment]\nmode = \"admin-only\"\n",
+            "groups = [\"vms-admins\"]\nstate_dir = \"{}\"\n\n[audit]\nsocket = \"{}\"\n\n[enrollment]\nmode = \"at-login\"\n",
             dir.join("state").display(),
             dir.join("log.sock").display()
         );
@@ -129,10 +142,10 @@ impl World {
             &stack_text(&module, &dir),
             0o644,
         )?;
-        write(&dir.join("passwd"), "root:x:0:0:root:/root:/bin/sh\nalice:x:2001:2001:Alice:/home/alice:/bin/sh\ncarol:x:2003:2003:Carol:/home/carol:/bin/sh\n", 0o644)?;
+        write(&dir.join("passwd"), "root:x:0:0:root:/root:/bin/sh\nalice:x:2001:2001:Alice:/home/alice:/bin/sh\ncarol:x:2003:2003:Carol:/home/carol:/bin/sh\ndave:x:2004:2004:Dave:/home/dave:/bin/sh\n", 0o644)?;
         write(
             &dir.join("group"),
-            "root:x:0:\nalice:x:2001:\ncarol:x:2003:\nvms-admins:x:3001:alice\n",
+            "root:x:0:\nalice:x:2001:\ncarol:x:2003:\ndave:x:2004:\nvms-admins:x:3001:alice,dave\n",
             0o644,
         )?;
 
@@ -156,14 +169,45 @@ impl World {
         )
     }
 
-    fn scene(&self, title: &str, user: &str, code: Option<&str>) -> Result<(), String> {
-        println!("== {title}");
-        let mut command = Command::new(pam_drive()?);
+    /// A command with nss_wrapper preloaded and an otherwise empty environment.
+    fn with_users(&self, program: &Path) -> Result<Command, String> {
+        let mut command = Command::new(program);
         command
             .env_clear()
             .env("LD_PRELOAD", nss_wrapper()?)
             .env("NSS_WRAPPER_PASSWD", self.dir.join("passwd"))
-            .env("NSS_WRAPPER_GROUP", self.dir.join("group"))
+            .env("NSS_WRAPPER_GROUP", self.dir.join("group"));
+        Ok(command)
+    }
+
+    /// `user`'s first login: enrollment in the login itself.
+    fn first_login(&self, user: &str) -> Result<(), String> {
+        println!("== {user} (member of vms-admins, no secret yet) logs in for the first time");
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let status = self
+            .with_users(&exe)?
+            .args([
+                "--enrolling-user",
+                &self.dir.join("pam.d").to_string_lossy(),
+                SERVICE,
+                user,
+            ])
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err(format!("the enrolling login failed: {status}"));
+        }
+        for line in self.audit_lines() {
+            println!("   syslog  {line}");
+        }
+        println!();
+        Ok(())
+    }
+
+    fn scene(&self, title: &str, user: &str, code: Option<&str>) -> Result<(), String> {
+        println!("== {title}");
+        let mut command = self.with_users(&pam_drive()?)?;
+        command
             .args([
                 "--confdir",
                 &self.dir.join("pam.d").to_string_lossy(),
@@ -274,4 +318,67 @@ fn wrong_code(key: &str) -> Result<String, String> {
         .map(|n| format!("{:06}", 314_159 + n))
         .find(|c| !near.contains(c))
         .unwrap_or_default())
+}
+
+/// The child of [`World::first_login`]: one login through libpam whose
+/// conversation shows every message and answers the setup prompt with the
+/// code for the key it was shown.
+fn enrolling_user() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, _, confdir, service, user] = args.as_slice() else {
+        return ExitCode::from(2);
+    };
+    let person = Box::new(Person { key: None });
+    let Ok(mut session) =
+        Session::start_confdir(service, Some(user.as_bytes()), Path::new(confdir), person)
+    else {
+        eprintln!("otpgate-demo: pam_start_confdir failed");
+        return ExitCode::FAILURE;
+    };
+    let _ = session.set_item_str(pamclient::Item::Rhost, b"192.0.2.11");
+    let _ = session.set_item_str(pamclient::Item::Tty, b"ssh");
+    let code = session.authenticate(0);
+    println!("   PAM     {}", pamclient::result_name(code));
+    ExitCode::SUCCESS
+}
+
+/// Someone at a terminal with an authenticator app.
+struct Person {
+    key: Option<String>,
+}
+
+impl Conversation for Person {
+    fn converse(&mut self, messages: &[Message]) -> Reply {
+        let mut answers = Vec::new();
+        for message in messages {
+            let text = String::from_utf8_lossy(&message.text).into_owned();
+            answers.push(self.respond(message.style, &text));
+        }
+        Reply::Answers(answers)
+    }
+}
+
+impl Person {
+    fn respond(&mut self, style: MessageStyle, text: &str) -> Option<std::ffi::CString> {
+        match style {
+            MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn => {
+                println!("   prompt  {text}(types the code the app shows)");
+                let code = self
+                    .key
+                    .as_deref()
+                    .and_then(|k| oathtool(k, 0).ok())
+                    .unwrap_or_default();
+                std::ffi::CString::new(code).ok()
+            }
+            _ => {
+                for line in text.lines() {
+                    println!("   screen  {line}");
+                }
+                if let Some(key) = text.strip_prefix("Key: ") {
+                    self.key = Some(key.split_whitespace().collect());
+                }
+                None
+            }
+        }
+    }
 }
