@@ -102,7 +102,8 @@ fn intro(world: &World) {
         println!("           {line}");
     }
     println!(
-        "  users:   alice (in vms-admins, enrolled), carol (not in vms-admins), from nss_wrapper"
+        "  users:   alice (in vms-admins, enrolled), dave (in vms-admins, no secret yet),\n           \
+         carol (not in vms-admins), all from nss_wrapper"
     );
     println!("  codes:   computed by oathtool, the reference implementation");
     println!();
