@@ -383,7 +383,7 @@ fn entry_of(path: &Path) -> Option<Entry> {
 pub struct Outside {
     root: PathBuf,
     skip: Vec<PathBuf>,
-    tree: Snapshot,
+    tree: std::cell::RefCell<Snapshot>,
     extra: Snapshot,
     watch: Watch,
 }
@@ -409,26 +409,29 @@ impl Outside {
         Outside {
             root: env.dir().to_path_buf(),
             skip,
-            tree,
+            tree: std::cell::RefCell::new(tree),
             extra,
             watch: Watch::new(&paths),
         }
     }
 
-    /// Forgets what the watch saw so far (the test's own reads).
-    pub fn drain(&self) {
+    /// Starts a new round: takes the tree afresh (after the test's own
+    /// changes) and forgets what the watch saw so far (the test's reads).
+    pub fn begin(&self) {
+        let skip: Vec<&Path> = self.skip.iter().map(PathBuf::as_path).collect();
+        *self.tree.borrow_mut() = Snapshot::take(&self.root, &skip);
         self.watch.events();
     }
 
     /// Asserts nothing outside the state folder was opened or changed
-    /// since the last [`Outside::drain`].
+    /// since the last [`Outside::begin`].
     pub fn assert_untouched(&self) {
         self.watch.assert_untouched();
         self.assert_unchanged();
     }
 
     /// Asserts nothing outside was changed, and the watched paths were at
-    /// most opened, never read or written, since the last drain (for hard
+    /// most opened, never read or written, since the last begin (for hard
     /// links, whose inode a login must open to count its links).
     pub fn assert_not_read(&self) {
         let events = self.watch.reads_or_changes();
@@ -436,11 +439,82 @@ impl Outside {
         self.assert_unchanged();
     }
 
-    /// Asserts nothing outside the state folder changed since the guard began.
+    /// Asserts nothing outside the state folder changed since the last
+    /// [`Outside::begin`] (or the guard's start).
     pub fn assert_unchanged(&self) {
         let skip: Vec<&Path> = self.skip.iter().map(PathBuf::as_path).collect();
         self.tree
+            .borrow()
             .assert_same_tree(&self.root, &skip, "outside the state folder");
         self.extra.assert_unchanged("outside the env");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Logins whose audit line goes to /dev/log
+
+/// What a login run by [`login_with_dev_log`] printed.
+pub struct DevLogLogin {
+    /// The name of the result, e.g. `PAM_SERVICE_ERR`.
+    pub result: String,
+    /// The `msg` lines pam-drive printed (what the user was shown).
+    pub messages: Vec<String>,
+    pub stdout: String,
+}
+
+/// Runs one login of `user` answering `answer`, in a private mount
+/// namespace whose /dev is a fresh tmpfs holding only `null` and a `log`
+/// link to the env's syslog socket. A module that cannot read its config
+/// knows no other socket than /dev/log, so this is how its audit line is
+/// seen without touching the machine's own /dev/log.
+pub fn login_with_dev_log(env: &TestEnv, user: &str, answer: &str) -> DevLogLogin {
+    let script = "mount -t tmpfs -o size=16k,mode=755 otpgate-test-dev /dev \
+                  && mknod -m 666 /dev/null c 1 3 && ln -s \"$1\" /dev/log \
+                  && shift && exec \"$@\"";
+    let output = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(env.socket_path())
+        .arg(crate::common::pam_drive_path())
+        .arg("--confdir")
+        .arg(env.pam_dir())
+        .args(["--service", crate::common::DEFAULT_SERVICE])
+        .args(["--user", user, "--answer", answer])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LD_PRELOAD", crate::common::nss_wrapper_path())
+        .env("NSS_WRAPPER_PASSWD", env.dir().join("passwd"))
+        .env("NSS_WRAPPER_GROUP", env.dir().join("group"))
+        .output()
+        .expect("running pam-drive under unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let result = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("result "))
+        .filter_map(|l| l.split_once(' ').map(|(_, name)| name.to_string()))
+        .next_back()
+        .unwrap_or_else(|| panic!("no result in {stdout:?}"));
+    let messages = stdout
+        .lines()
+        .filter(|l| l.starts_with("msg "))
+        .map(str::to_string)
+        .collect();
+    DevLogLogin {
+        result,
+        messages,
+        stdout,
     }
 }
