@@ -30,6 +30,15 @@ pub struct Config {
     pub store: StoreKind,
 }
 
+/// Where per-user state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Root-owned files under `state_dir` (the default).
+    Files,
+    /// A PostgreSQL database shared by a fleet (docs/fleet.md).
+    Postgres(PostgresSettings),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lockout {
     pub max_failures: u32,
@@ -72,11 +81,40 @@ pub struct Audit {
     pub socket: PathBuf,
 }
 
+/// The `[store.postgres]` section, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// Host names, addresses or (with `sslmode = "disable"`) socket
+    /// folders, tried in order.
+    pub hosts: Vec<String>,
+    pub port: u16,
+    pub database: String,
+    /// The database role to log in as.
+    pub user: String,
+    pub sslmode: SslMode,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The longest the store may take over one login (or one admin call).
+    pub deadline_ms: u32,
+    /// The name this server gives in the database's audit trail; `None`
+    /// means the host name at the time of the login.
+    pub host_name: Option<String>,
+}
+
+/// How the connection to the database is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum StoreKind {
-    Files,
+pub enum SslMode {
+    /// TLS, the server's certificate checked against `ca_file` and its name.
+    VerifyFull,
+    /// No TLS: only for Unix sockets on this machine.
+    Disable,
 }
+
+/// The default and the bounds of `deadline_ms`.
+pub const DEFAULT_DEADLINE_MS: u32 = 3000;
+const DEADLINE_RANGE: std::ops::RangeInclusive<u32> = 100..=30_000;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,18 +232,55 @@ impl Default for RawAudit {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawStore {
-    kind: StoreKind,
+    #[serde(default)]
+    kind: RawStoreKind,
+    postgres: Option<RawPostgres>,
 }
 
-impl Default for RawStore {
-    fn default() -> Self {
-        RawStore {
-            kind: StoreKind::Files,
-        }
-    }
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum RawStoreKind {
+    #[default]
+    Files,
+    Postgres,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    hosts: Vec<String>,
+    #[serde(default = "default_port")]
+    port: u16,
+    #[serde(default = "default_database")]
+    database: String,
+    user: String,
+    #[serde(default = "default_sslmode")]
+    sslmode: SslMode,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    #[serde(default = "default_deadline_ms")]
+    deadline_ms: u32,
+    host_name: Option<String>,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+fn default_database() -> String {
+    "otpgate".to_string()
+}
+
+fn default_sslmode() -> SslMode {
+    SslMode::VerifyFull
+}
+
+fn default_deadline_ms() -> u32 {
+    DEFAULT_DEADLINE_MS
 }
 
 impl Config {
@@ -249,6 +324,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
     if !raw.audit.socket.is_absolute() {
         return Err("audit.socket must be an absolute path".to_string());
     }
+    let store = validate_store(raw.store)?;
 
     Ok(Config {
         groups: raw.groups,
@@ -272,8 +348,133 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         audit: Audit {
             socket: raw.audit.socket,
         },
-        store: raw.store.kind,
+        store,
     })
+}
+
+fn validate_store(raw: RawStore) -> Result<StoreKind, String> {
+    match (raw.kind, raw.postgres) {
+        (RawStoreKind::Files, None) => Ok(StoreKind::Files),
+        (RawStoreKind::Files, Some(_)) => Err(
+            "[store.postgres] is set but store.kind is \"files\": set kind = \"postgres\" or \
+             remove the section"
+                .to_string(),
+        ),
+        (RawStoreKind::Postgres, None) => {
+            Err("store.kind is \"postgres\" but [store.postgres] is missing".to_string())
+        }
+        (RawStoreKind::Postgres, Some(pg)) => validate_postgres(pg).map(StoreKind::Postgres),
+    }
+}
+
+fn validate_postgres(raw: RawPostgres) -> Result<PostgresSettings, String> {
+    validate_hosts(&raw.hosts, raw.sslmode)?;
+    for (key, value) in [("database", &raw.database), ("user", &raw.user)] {
+        if value.is_empty() || value.len() > 63 || !value.bytes().all(is_name_byte) {
+            return Err(format!(
+                "store.postgres.{key} must be 1 to 63 letters, digits, '_', '-' or '.'"
+            ));
+        }
+    }
+    if raw.port == 0 {
+        return Err("store.postgres.port must be 1 to 65535".to_string());
+    }
+    validate_tls_files(&raw)?;
+    if !DEADLINE_RANGE.contains(&raw.deadline_ms) {
+        return Err(format!(
+            "store.postgres.deadline_ms is {}; it must be {} to {}",
+            raw.deadline_ms,
+            DEADLINE_RANGE.start(),
+            DEADLINE_RANGE.end()
+        ));
+    }
+    if let Some(name) = &raw.host_name {
+        if name.is_empty() || name.len() > 255 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "store.postgres.host_name must be 1 to 255 printable characters without spaces"
+                    .to_string(),
+            );
+        }
+    }
+
+    Ok(PostgresSettings {
+        hosts: raw.hosts,
+        port: raw.port,
+        database: raw.database,
+        user: raw.user,
+        sslmode: raw.sslmode,
+        ca_file: raw.ca_file,
+        cert_file: raw.cert_file,
+        key_file: raw.key_file,
+        deadline_ms: raw.deadline_ms,
+        host_name: raw.host_name,
+    })
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// Host names or addresses; socket folders (absolute paths) only without
+/// TLS, and TLS everywhere else.
+fn validate_hosts(hosts: &[String], sslmode: SslMode) -> Result<(), String> {
+    if hosts.is_empty() || hosts.len() > 16 {
+        return Err("store.postgres.hosts must name 1 to 16 hosts".to_string());
+    }
+    for host in hosts {
+        let socket = host.starts_with('/');
+        let valid = if socket {
+            host.len() < 100 && !host.contains([',', '=', '\'', '\\']) && !has_control(host)
+        } else {
+            !host.is_empty() && host.len() <= 253 && host.bytes().all(is_host_byte)
+        };
+        if !valid {
+            return Err(format!(
+                "store.postgres.hosts: {host:?} is not a host name, an address or a socket folder"
+            ));
+        }
+        if socket != (sslmode == SslMode::Disable) {
+            return Err(
+                "store.postgres.sslmode = \"disable\" is only for socket folders (hosts that \
+                 start with /), and socket folders need it: use \"verify-full\" for hosts on \
+                 the network"
+                    .to_string(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'_')
+}
+
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// verify-full needs the CA; a client certificate comes with its key.
+fn validate_tls_files(raw: &RawPostgres) -> Result<(), String> {
+    let files = [
+        ("ca_file", &raw.ca_file),
+        ("cert_file", &raw.cert_file),
+        ("key_file", &raw.key_file),
+    ];
+    for (key, path) in files {
+        let bad = path
+            .as_ref()
+            .is_some_and(|p| !p.is_absolute() || has_control(&p.to_string_lossy()));
+        if bad {
+            return Err(format!("store.postgres.{key} must be an absolute path"));
+        }
+    }
+    if raw.sslmode == SslMode::VerifyFull && raw.ca_file.is_none() {
+        return Err("store.postgres.ca_file is needed with sslmode = \"verify-full\"".to_string());
+    }
+    if raw.cert_file.is_some() != raw.key_file.is_some() {
+        return Err("store.postgres.cert_file and key_file go together".to_string());
+    }
+    Ok(())
 }
 
 fn validate_groups(groups: &[String]) -> Result<(), String> {
@@ -439,6 +640,83 @@ issuer = "otpgate"
         assert!(invalid("groups = [\"a\"]\n[code]\nskew = -1").contains("skew"));
         assert!(invalid("groups = [\"a\"]\n[enrollment]\naccount = \"{uid}\"").contains("account"));
         assert!(invalid("groups = [\"a\"]\n[enrollment]\naccount = \"a:b\"").contains("account"));
+    }
+
+    const POSTGRES: &str = r#"
+groups = ["vms-admins"]
+
+[store]
+kind = "postgres"
+
+[store.postgres]
+hosts = ["db1.example.org", "10.0.0.2"]
+database = "otpgate"
+user = "otpgate_server"
+ca_file = "/etc/otpgate/db-ca.pem"
+cert_file = "/etc/otpgate/db-client.pem"
+key_file = "/etc/otpgate/db-client.key"
+host_name = "vm7"
+"#;
+
+    #[test]
+    fn files_is_the_default_store() {
+        let config = Config::parse("groups = [\"wheel\"]", "t").unwrap();
+        assert_eq!(config.store, StoreKind::Files);
+        let explicit = Config::parse("groups = [\"wheel\"]\n[store]\nkind = \"files\"", "t");
+        assert_eq!(explicit.unwrap().store, StoreKind::Files);
+    }
+
+    #[test]
+    fn a_postgres_store_parses_with_its_defaults() {
+        let config = Config::parse(POSTGRES, "t").unwrap();
+        let StoreKind::Postgres(pg) = config.store else {
+            panic!("not postgres");
+        };
+        assert_eq!(pg.hosts, ["db1.example.org", "10.0.0.2"]);
+        assert_eq!(pg.port, 5432);
+        assert_eq!(pg.sslmode, SslMode::VerifyFull);
+        assert_eq!(pg.deadline_ms, DEFAULT_DEADLINE_MS);
+        assert_eq!(pg.host_name.as_deref(), Some("vm7"));
+        assert_eq!(
+            pg.key_file,
+            Some(PathBuf::from("/etc/otpgate/db-client.key"))
+        );
+    }
+
+    #[test]
+    fn a_socket_folder_may_go_without_tls() {
+        let text = "groups = [\"a\"]\n[store]\nkind = \"postgres\"\n[store.postgres]\n\
+                    hosts = [\"/run/postgresql\"]\nuser = \"otpgate_admin\"\nsslmode = \"disable\"";
+        let StoreKind::Postgres(pg) = Config::parse(text, "t").unwrap().store else {
+            panic!("not postgres");
+        };
+        assert_eq!(pg.sslmode, SslMode::Disable);
+        assert_eq!(pg.ca_file, None);
+    }
+
+    #[test]
+    fn postgres_faults_are_refused_with_a_reason() {
+        let with = |from: &str, to: &str| {
+            assert!(POSTGRES.contains(from), "{from}");
+            invalid(&POSTGRES.replace(from, to))
+        };
+        assert!(with("kind = \"postgres\"", "kind = \"files\"").contains("remove the section"));
+        assert!(with("kind = \"postgres\"", "kind = \"mysql\"").contains("unknown variant"));
+        assert!(with("host_name = \"vm7\"", "hostname = \"vm7\"").contains("unknown field"));
+        assert!(with("[\"db1.example.org\", \"10.0.0.2\"]", "[]").contains("hosts"));
+        assert!(with("\"db1.example.org\"", "\"db1 x\"").contains("not a host name"));
+        assert!(with("\"db1.example.org\"", "\"/run/postgresql\"").contains("disable"));
+        assert!(with("database = \"otpgate\"", "sslmode = \"disable\"").contains("disable"));
+        assert!(with("database = \"otpgate\"", "sslmode = \"require\"").contains("unknown variant"));
+        assert!(with("ca_file = \"/etc/otpgate/db-ca.pem\"\n", "").contains("ca_file"));
+        assert!(with("key_file = \"/etc/otpgate/db-client.key\"\n", "").contains("together"));
+        assert!(with("\"/etc/otpgate/db-ca.pem\"", "\"db-ca.pem\"").contains("absolute"));
+        assert!(with("user = \"otpgate_server\"", "user = \"a b\"").contains("user"));
+        assert!(with("user = \"otpgate_server\"\n", "").contains("user"));
+        assert!(with("host_name = \"vm7\"", "deadline_ms = 50").contains("deadline_ms"));
+        assert!(with("host_name = \"vm7\"", "host_name = \"a\\tb\"").contains("host_name"));
+        let without_section = POSTGRES.split("[store.postgres]").next().unwrap();
+        assert!(invalid(without_section).contains("missing"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `store` keeps state, `audit` writes the trail.
 
 pub mod admin;
+pub mod admin_db;
 pub mod audit;
 pub mod config;
 pub mod enroll;

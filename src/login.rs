@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Level, Line};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
-use crate::store::files::FileStore;
+use crate::store::postgres::Budget;
 use crate::store::{Peek, Store, StoreError};
 use crate::users::{Directory, LookupError, UserName};
 use crate::verify::{Policy, Proof, Rejection, Verdict};
@@ -222,12 +222,12 @@ pub fn authenticate(args: &[String], request: &Request, env: &Environment) -> Re
     };
     report.max_failures = Some(config.lockout.max_failures);
 
-    let file_store;
+    let configured;
     let store: &dyn Store = match env.store {
         Some(s) => s,
         None => {
-            file_store = FileStore::new(&config.state_dir);
-            &file_store
+            configured = crate::store::open(&config, Budget::PerLogin);
+            configured.as_ref()
         }
     };
     report.outcome = decide(&config, request, env, store, &mut report);

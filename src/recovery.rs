@@ -17,7 +17,7 @@ use crate::secret::{fill_random, SecretError};
 pub const CODE_DIGITS: usize = 10;
 
 /// Strips what people type around a code: spaces and dashes.
-fn normalize(reply: &[u8]) -> Zeroizing<Vec<u8>> {
+pub(crate) fn normalize(reply: &[u8]) -> Zeroizing<Vec<u8>> {
     let kept = reply
         .iter()
         .copied()

@@ -10,11 +10,13 @@ use clap::{Parser, Subcommand};
 use zeroize::Zeroizing;
 
 use otpgate::admin::{check, status, Admin, AdminError, Done, Operator};
+use otpgate::admin_db::{self, Side};
 use otpgate::audit::Syslog;
 use otpgate::config::{Config, DEFAULT_CONFIG_PATH};
 use otpgate::login::SystemClock;
 use otpgate::otpauth;
-use otpgate::store::files::FileStore;
+use otpgate::store::postgres::schema::Roles;
+use otpgate::store::postgres::Budget;
 use otpgate::users::{SystemDirectory, UserName};
 
 /// Administer otpgate, the TOTP second factor for members of Unix groups.
@@ -84,6 +86,77 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The PostgreSQL schema of a fleet store (docs/fleet.md).
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Move users between the files and the database.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create the roles, the schema and its functions; safe to run again.
+    Init {
+        #[command(flatten)]
+        roles: RoleArgs,
+    },
+    /// Upgrade the schema to this version of otpgate.
+    Migrate {
+        #[command(flatten)]
+        roles: RoleArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct RoleArgs {
+    /// The role the servers log in as (EXECUTE on the login functions only).
+    #[arg(long, default_value = "otpgate_server")]
+    server_role: String,
+    /// The role the administrators log in as.
+    #[arg(long, default_value = "otpgate_admin")]
+    admin_role: String,
+}
+
+impl RoleArgs {
+    fn roles(self) -> Roles {
+        Roles {
+            server: self.server_role,
+            admin: self.admin_role,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every user (secret, recovery codes, counters, allowance).
+    Copy {
+        #[arg(long, value_enum)]
+        from: SideArg,
+        #[arg(long, value_enum)]
+        to: SideArg,
+        /// Show what would be copied and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Overwrite a different secret held by the target.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SideArg {
+    Files,
+    Postgres,
+}
+
+impl SideArg {
+    fn side(self) -> Side {
+        match self {
+            SideArg::Files => Side::Files,
+            SideArg::Postgres => Side::Postgres,
+        }
+    }
 }
 
 fn user_name(text: &str) -> Result<UserName, String> {
@@ -109,18 +182,48 @@ fn run(cli: Cli) -> Result<(), AdminError> {
     }
 
     let config = Config::load(&cli.config).map_err(|e| AdminError(e.to_string()))?;
-    let store = FileStore::new(&config.state_dir);
+    let command = match store_command(&config, cli.command) {
+        Ok(done) => return done,
+        Err(command) => command,
+    };
+    let store = otpgate::store::open(&config, Budget::PerCall);
     let audit = Syslog::new(&config.audit.socket, "otpgate");
     let admin = Admin {
         config,
-        store: &store,
+        store: store.as_ref(),
         directory: &SystemDirectory,
         clock: &SystemClock,
         audit: &audit,
         operator: operator(),
         host: otpauth::host_name(),
     };
-    dispatch(&admin, cli.command)
+    dispatch(&admin, command)
+}
+
+/// Runs `db` and `store` subcommands; hands any other back.
+fn store_command(config: &Config, command: Command) -> Result<Result<(), AdminError>, Command> {
+    let stdout = std::io::stdout();
+    let out = &mut stdout.lock();
+    match command {
+        Command::Db(DbCommand::Init { roles }) => Ok(admin_db::init(config, &roles.roles(), out)),
+        Command::Db(DbCommand::Migrate { roles }) => {
+            Ok(admin_db::migrate(config, &roles.roles(), out))
+        }
+        Command::Store(StoreCommand::Copy {
+            from,
+            to,
+            dry_run,
+            replace,
+        }) => Ok(admin_db::copy(
+            config,
+            from.side(),
+            to.side(),
+            dry_run,
+            replace,
+            out,
+        )),
+        other => Err(other),
+    }
 }
 
 /// Runs one subcommand; changes are logged, successful or not.
@@ -157,7 +260,7 @@ fn dispatch(admin: &Admin, command: Command) -> Result<(), AdminError> {
             ("import-google-authenticator", user, result)
         }
         Command::Status { user, json } => return show_status(admin, user.as_ref(), json, out),
-        Command::CheckConfig => return Ok(()),
+        Command::CheckConfig | Command::Db(_) | Command::Store(_) => return Ok(()),
     };
 
     admin.log(name, &user, &result);

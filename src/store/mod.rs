@@ -4,10 +4,12 @@
 
 pub mod counters;
 pub mod files;
+pub mod postgres;
 pub mod record;
 
 use std::fmt;
 
+use crate::config::{Config, StoreKind};
 use crate::fsutil::FsError;
 use crate::users::UserName;
 use crate::verify::{Policy, Verdict};
@@ -81,6 +83,17 @@ pub trait Store {
     ) -> Result<bool, StoreError>;
 }
 
+/// The store the config names; `budget` says how the database store spends
+/// its deadline (one per login in the module, one per call for `otpgate`).
+pub fn open(config: &Config, budget: postgres::Budget) -> Box<dyn Store> {
+    match &config.store {
+        StoreKind::Files => Box::new(files::FileStore::new(&config.state_dir)),
+        StoreKind::Postgres(settings) => {
+            Box::new(postgres::PostgresStore::new(settings.clone(), budget))
+        }
+    }
+}
+
 /// Why the store could not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -111,9 +124,15 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 impl StoreError {
-    /// A short reason for the audit line.
+    /// A short reason for the audit line. A read or write that failed
+    /// (full disk, read-only file system, I/O error) is told apart from an
+    /// unsafe file, so nobody hunts for a bad owner when the disk is full.
     pub fn reason(&self) -> &'static str {
         match self {
+            StoreError::Unsafe(FsError {
+                problem: crate::fsutil::Problem::Io { .. },
+                ..
+            }) => "state_io_error",
             StoreError::Unsafe(_) => "state_unsafe",
             StoreError::Corrupt { .. } => "state_corrupt",
             StoreError::LockTimeout { .. } => "state_lock_timeout",
