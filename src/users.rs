@@ -92,7 +92,7 @@ impl Directory for SystemDirectory {
             let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
             let mut result: *mut libc::passwd = std::ptr::null_mut();
             // SAFETY: every pointer is valid for the call; buffer has its length.
-            let rc = unsafe {
+            let rc = lookup_status(unsafe {
                 libc::getpwnam_r(
                     name.as_ptr(),
                     &mut pwd,
@@ -100,7 +100,7 @@ impl Directory for SystemDirectory {
                     buffer.len(),
                     &mut result,
                 )
-            };
+            });
             match rc {
                 0 if result.is_null() => return Ok(None),
                 0 => {
@@ -146,7 +146,7 @@ impl Directory for SystemDirectory {
             let mut grp: libc::group = unsafe { std::mem::zeroed() };
             let mut result: *mut libc::group = std::ptr::null_mut();
             // SAFETY: every pointer is valid for the call; buffer has its length.
-            let rc = unsafe {
+            let rc = lookup_status(unsafe {
                 libc::getgrnam_r(
                     name.as_ptr(),
                     &mut grp,
@@ -154,7 +154,7 @@ impl Directory for SystemDirectory {
                     buffer.len(),
                     &mut result,
                 )
-            };
+            });
             match rc {
                 0 if result.is_null() => return Ok(None),
                 0 => return Ok(Some(grp.gr_gid)),
@@ -164,6 +164,19 @@ impl Directory for SystemDirectory {
             }
         }
     }
+}
+
+/// The error number of a `get*_r` call. POSIX has it returned, but some
+/// implementations return -1 and leave it in errno: nss_wrapper (which the
+/// tests and the benchmark preload) does so for a buffer too small for a
+/// large group, and would otherwise turn every big group into an error.
+fn lookup_status(rc: libc::c_int) -> libc::c_int {
+    if rc != -1 {
+        return rc;
+    }
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn lookup_error(what: &str, errno: i32) -> LookupError {
@@ -204,6 +217,15 @@ mod tests {
         for name in bad {
             assert_eq!(UserName::parse(name), Err(BadUserName), "{name:?}");
         }
+    }
+
+    #[test]
+    fn a_status_of_minus_one_is_read_from_errno() {
+        // SAFETY: errno is this thread's own variable.
+        unsafe { *libc::__errno_location() = libc::ERANGE };
+        assert_eq!(lookup_status(-1), libc::ERANGE);
+        assert_eq!(lookup_status(libc::ERANGE), libc::ERANGE);
+        assert_eq!(lookup_status(0), 0);
     }
 
     #[test]
