@@ -358,16 +358,18 @@ fn entry_of(path: &Path) -> Option<Entry> {
             .unwrap_or_default(),
         _ => Vec::new(),
     };
-    // A folder's times change when a login creates and removes nothing
-    // in it only if something happened inside; keep them.
+    // A folder is what it holds, which its children's entries show; its
+    // times also move when a temp file comes and goes, which is no change.
+    let is_dir = kind == libc::S_IFDIR;
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
     Some(Entry {
         kind,
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
         inode: meta.ino(),
-        size: meta.size(),
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        size: if is_dir { 0 } else { meta.size() },
+        mtime_ns: if is_dir { 0 } else { mtime_ns },
         content,
     })
 }
