@@ -43,7 +43,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features otpgate/test-hooks -- -D warnings
 
-test: deps-test lint
+# The package is built first, once: tests/deb_package.rs installs it.
+test: deps-test lint deb
 	$(CARGO) build --workspace --features otpgate/test-hooks
 	$(AS_ROOT) $(CARGO) test --workspace --features otpgate/test-hooks
 
@@ -51,12 +52,18 @@ bench: deps-bench
 	$(CARGO) build --release --workspace
 	$(AS_ROOT) sh bench/run.sh
 
-deb: deps-deb build man
+# build-deb.sh builds the release module, command and man pages itself.
+deb: deps-deb
 	sh packaging/build-deb.sh
 
-install: build man
+# What `make install` copies; `make` builds them. install never builds, so
+# that `sudo make install` does not run cargo as root.
+BUILT := target/release/libotpgate.so target/release/otpgate target/man/otpgate.8 target/man/pam_otpgate.8
+
+install:
+	@for f in $(BUILT); do [ -e "$$f" ] || { echo "make install: $$f is missing; run 'make' first" >&2; exit 1; }; done
 	install -d $(DESTDIR)$(PAMDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/otpgate
-	install -m 0644 pam_otpgate.so $(DESTDIR)$(PAMDIR)/pam_otpgate.so
+	install -m 0644 target/release/libotpgate.so $(DESTDIR)$(PAMDIR)/pam_otpgate.so
 	install -m 0755 target/release/otpgate $(DESTDIR)$(SBINDIR)/otpgate
 	install -m 0644 target/man/otpgate.8 target/man/pam_otpgate.8 $(DESTDIR)$(MANDIR)/man8/
 	[ -e $(DESTDIR)$(SYSCONFDIR)/otpgate/otpgate.toml ] || install -m 0644 packaging/otpgate.toml $(DESTDIR)$(SYSCONFDIR)/otpgate/otpgate.toml
@@ -66,6 +73,8 @@ uninstall:
 	rm -f $(DESTDIR)$(PAMDIR)/pam_otpgate.so $(DESTDIR)$(SBINDIR)/otpgate
 	rm -f $(DESTDIR)$(MANDIR)/man8/otpgate.8 $(DESTDIR)$(MANDIR)/man8/pam_otpgate.8
 	@echo "Kept $(SYSCONFDIR)/otpgate and /var/lib/otpgate (configuration and secrets); remove them by hand if wanted."
+	@if grep -ls '^[^#]*pam_otpgate\.so' $(DESTDIR)/etc/pam.d/* 2>/dev/null; then \
+		echo "WARNING: the PAM files above still use pam_otpgate.so; logins through them now fail." >&2; fi
 
 clean:
 	$(CARGO) clean

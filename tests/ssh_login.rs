@@ -12,11 +12,14 @@ mod common;
 mod qr_decode;
 #[path = "support/ssh.rs"]
 mod ssh;
+#[path = "support/ssh_accounts.rs"]
+mod ssh_accounts;
 
 use std::fs;
 
 use common::{now, totp_code, TestEnv};
-use ssh::{authorize_key, client_key, Accounts, Client, Method, Sshd};
+use ssh::{authorize_key, client_key, Client, Method, Sshd};
+use ssh_accounts::Accounts;
 
 const SECRET: &str = "KRUGS4ZANFZSAYJAORSXG5BAONSWG4TF";
 
