@@ -4,10 +4,12 @@
 
 pub mod counters;
 pub mod files;
+pub mod postgres;
 pub mod record;
 
 use std::fmt;
 
+use crate::config::{Config, StoreKind};
 use crate::fsutil::FsError;
 use crate::users::UserName;
 use crate::verify::{Policy, Verdict};
@@ -79,6 +81,17 @@ pub trait Store {
         user: &UserName,
         hashes: &[String],
     ) -> Result<bool, StoreError>;
+}
+
+/// The store the config names; `budget` says how the database store spends
+/// its deadline (one per login in the module, one per call for `otpgate`).
+pub fn open(config: &Config, budget: postgres::Budget) -> Box<dyn Store> {
+    match &config.store {
+        StoreKind::Files => Box::new(files::FileStore::new(&config.state_dir)),
+        StoreKind::Postgres(settings) => {
+            Box::new(postgres::PostgresStore::new(settings.clone(), budget))
+        }
+    }
 }
 
 /// Why the store could not answer.
