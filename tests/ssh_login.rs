@@ -16,6 +16,7 @@ mod ssh;
 mod ssh_accounts;
 
 use std::fs;
+use std::process::Command;
 
 use common::{now, totp_code, TestEnv};
 use ssh::{authorize_key, client_key, Client, Method, Sshd};
@@ -121,15 +122,43 @@ fn a_member_needs_password_and_code_and_a_code_works_once() {
     assert!(lines[0].contains("rhost=127.0.0.1"), "{}", lines[0]);
 }
 
+/// `otpgate --config <env config> allow USER`, with the command just built.
+fn allow(env: &TestEnv, user: &str) {
+    let output = Command::new(env!("CARGO_BIN_EXE_otpgate"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["allow", user])
+        .output()
+        .expect("running otpgate allow");
+    assert!(
+        output.status.success(),
+        "otpgate allow: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
-fn a_member_without_a_secret_enrolls_over_ssh() {
+fn a_member_without_a_secret_enrolls_over_ssh_once_allowed() {
     let env = TestEnv::new("ssh-enrol");
     let mut accounts = Accounts::new();
     let group = accounts.add_group();
     let (member, password) = accounts.add_user(&[&group]);
-    write_config(&env, &group, "at-login");
+    write_config(&env, &group, "after-reset");
     let sshd = Sshd::start(&env, Method::PasswordAndCode);
 
+    // Not allowed yet: refused, and nothing is saved. (The module's "ask
+    // your administrator" message comes after the last prompt, and sshd
+    // does not pass on messages of a failed keyboard-interactive round.)
+    let early = Client::new(&env, &sshd, &member).password(&password).run();
+    assert!(early.refused(), "{early:?}");
+    assert!(decisions(&env, &member)
+        .iter()
+        .any(|line| line.contains("result=denied reason=not_enrolled")));
+    assert!(!env.state_path(&member).exists());
+
+    // Allowed: the QR code and the key arrive, the script answers with a
+    // code computed from the key, and the command runs.
+    allow(&env, &member);
     let dialog = Client::new(&env, &sshd, &member).password(&password).run();
 
     assert!(dialog.ran_as(&member), "{dialog:?}");
