@@ -251,7 +251,7 @@ impl Cluster {
         let settings = format!(
             "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             fsync = off\nfull_page_writes = off\n\
              shared_buffers = 16MB\nmax_connections = 60\nlog_min_messages = warning\n",
             self.port,
             self.socket_dir().display(),

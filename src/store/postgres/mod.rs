@@ -443,8 +443,9 @@ impl Store for PostgresStore {
 
     fn users(&self) -> Result<Vec<UserName>, StoreError> {
         let rows = self.query(
-            "SELECT name FROM otpgate.users UNION SELECT name FROM otpgate.allowances \
-             ORDER BY 1 COLLATE \"C\"",
+            "SELECT name FROM (SELECT name FROM otpgate.users \
+                               UNION SELECT name FROM otpgate.allowances) AS known \
+             ORDER BY name COLLATE \"C\"",
             &[],
         )?;
         rows.rows
