@@ -8,7 +8,7 @@ want="${1:-test}"
 base="libpam0g-dev libpam-modules pamtester libpam-wrapper libnss-wrapper oathtool pkg-config gcc"
 case "$want" in
   demo)  packages="$base" ;;
-  test)  packages="$base pandoc dpkg-dev rpm expect openssh-server openssh-client postgresql postgresql-contrib libpq5 openssl zbar-tools valgrind" ;;
+  test)  packages="$base pandoc dpkg-dev rpm expect openssh-server openssh-client postgresql postgresql-contrib libpq5 openssl zbar-tools valgrind strace" ;;
   bench) packages="$base libpam-google-authenticator libpam-oath linux-perf" ;;
   deb)   packages="$base pandoc dpkg-dev" ;;
   *) echo "usage: $0 [test|demo|bench|deb]" >&2; exit 2 ;;

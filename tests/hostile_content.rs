@@ -241,7 +241,12 @@ fn assert_config_refused(env: &TestEnv, outside: &Outside, detail: &[&str]) {
     let login = login_with_dev_log(env, "alice", &code_now());
 
     outside.assert_untouched();
-    assert_eq!(login.result, "PAM_SERVICE_ERR", "{}", login.stdout);
+    assert_eq!(
+        login.result.as_deref(),
+        Some("PAM_SERVICE_ERR"),
+        "{}",
+        login.stdout
+    );
     assert!(login.messages.is_empty(), "{:?}", login.messages);
     let line = hostile::last_decision(env);
     assert_one_printable_line(&line);

@@ -453,15 +453,67 @@ impl Outside {
 }
 
 // ---------------------------------------------------------------------------
-// Logins whose audit line goes to /dev/log
+// pam-drive under a wrapper (unshare, strace)
 
-/// What a login run by [`login_with_dev_log`] printed.
-pub struct DevLogLogin {
-    /// The name of the result, e.g. `PAM_SERVICE_ERR`.
-    pub result: String,
+/// What a login run by [`wrapped_login`] printed.
+pub struct RawLogin {
+    /// The name of the last result, e.g. `PAM_SERVICE_ERR`; `None` when
+    /// pam-drive printed none (it was killed).
+    pub result: Option<String>,
     /// The `msg` lines pam-drive printed (what the user was shown).
     pub messages: Vec<String>,
     pub stdout: String,
+    pub stderr: String,
+    pub status: std::process::ExitStatus,
+}
+
+/// Runs pam-drive for one login of `user` answering `answers`, as the
+/// harness does (nss_wrapper, an otherwise empty environment), but as the
+/// last arguments of `wrapper` (e.g. `strace ... --`).
+pub fn wrapped_login(
+    env: &TestEnv,
+    wrapper: &[std::ffi::OsString],
+    user: &str,
+    answers: &[&str],
+) -> RawLogin {
+    let (program, rest) = wrapper.split_first().expect("a wrapper program");
+    let mut command = std::process::Command::new(program);
+    command
+        .args(rest)
+        .arg(crate::common::pam_drive_path())
+        .arg("--confdir")
+        .arg(env.pam_dir())
+        .args(["--service", crate::common::DEFAULT_SERVICE, "--user", user])
+        .arg("--skip-fail-delay");
+    for answer in answers {
+        command.args(["--answer", answer]);
+    }
+    let output = command
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LD_PRELOAD", crate::common::nss_wrapper_path())
+        .env("NSS_WRAPPER_PASSWD", env.dir().join("passwd"))
+        .env("NSS_WRAPPER_GROUP", env.dir().join("group"))
+        .output()
+        .expect("running pam-drive under a wrapper");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let result = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("result "))
+        .filter_map(|l| l.split_once(' ').map(|(_, name)| name.to_string()))
+        .next_back();
+    let messages = stdout
+        .lines()
+        .filter(|l| l.starts_with("msg "))
+        .map(str::to_string)
+        .collect();
+    RawLogin {
+        result,
+        messages,
+        stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        status: output.status,
+    }
 }
 
 /// Runs one login of `user` answering `answer`, in a private mount
@@ -469,54 +521,25 @@ pub struct DevLogLogin {
 /// link to the env's syslog socket. A module that cannot read its config
 /// knows no other socket than /dev/log, so this is how its audit line is
 /// seen without touching the machine's own /dev/log.
-pub fn login_with_dev_log(env: &TestEnv, user: &str, answer: &str) -> DevLogLogin {
+pub fn login_with_dev_log(env: &TestEnv, user: &str, answer: &str) -> RawLogin {
     let script = "mount -t tmpfs -o size=16k,mode=755 otpgate-test-dev /dev \
                   && mknod -m 666 /dev/null c 1 3 && ln -s \"$1\" /dev/log \
                   && shift && exec \"$@\"";
-    let output = std::process::Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-        ])
-        .arg(env.socket_path())
-        .arg(crate::common::pam_drive_path())
-        .arg("--confdir")
-        .arg(env.pam_dir())
-        .args(["--service", crate::common::DEFAULT_SERVICE])
-        .args(["--user", user, "--answer", answer])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LD_PRELOAD", crate::common::nss_wrapper_path())
-        .env("NSS_WRAPPER_PASSWD", env.dir().join("passwd"))
-        .env("NSS_WRAPPER_GROUP", env.dir().join("group"))
-        .output()
-        .expect("running pam-drive under unshare");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-
-    let result = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("result "))
-        .filter_map(|l| l.split_once(' ').map(|(_, name)| name.to_string()))
-        .next_back()
-        .unwrap_or_else(|| panic!("no result in {stdout:?}"));
-    let messages = stdout
-        .lines()
-        .filter(|l| l.starts_with("msg "))
-        .map(str::to_string)
-        .collect();
-    DevLogLogin {
-        result,
-        messages,
-        stdout,
-    }
+    let wrapper: Vec<std::ffi::OsString> = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]
+    .iter()
+    .map(Into::into)
+    .chain([env.socket_path().into_os_string()])
+    .collect();
+    let login = wrapped_login(env, &wrapper, user, &[answer]);
+    assert!(login.status.success(), "{}{}", login.stdout, login.stderr);
+    login
 }
