@@ -40,7 +40,11 @@ impl Fleet {
     /// A fleet whose every config is `base` (DEFAULT_CONFIG edited) plus its
     /// `[store]` section; the schema is initialized with `base`'s policy.
     pub fn new(name: &str, base: &str) -> Fleet {
-        let db = Cluster::start(name);
+        Fleet::with_cluster(Cluster::start(name), name, base)
+    }
+
+    /// The same around a cluster already started.
+    pub fn with_cluster(db: Cluster, name: &str, base: &str) -> Fleet {
         let a = TestEnv::new(&format!("{name}-a"));
         let b = TestEnv::new(&format!("{name}-b"));
         let fleet = Fleet {

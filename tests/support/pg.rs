@@ -32,11 +32,19 @@ pub struct Cluster {
     bin: PathBuf,
     uid: u32,
     gid: u32,
+    durable: bool,
 }
 
 impl Cluster {
-    /// A new, empty, running server with the database `otpgate`.
+    /// A new, empty, running server with the database `otpgate`, without
+    /// fsync (tests).
     pub fn start(name: &str) -> Cluster {
+        Cluster::start_with(name, false)
+    }
+
+    /// The same; `durable` keeps fsync on, as a real server has it
+    /// (latency measurements).
+    pub fn start_with(name: &str, durable: bool) -> Cluster {
         let bin = postgres_bin();
         let (uid, gid) = postgres_ids();
         let dir = fresh_dir(name);
@@ -46,6 +54,7 @@ impl Cluster {
             bin,
             uid,
             gid,
+            durable,
         };
         cluster.make_certificates();
         cluster.init();
@@ -251,13 +260,14 @@ impl Cluster {
         let settings = format!(
             "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n\
-             fsync = off\nfull_page_writes = off\n\
-             shared_buffers = 16MB\nmax_connections = 60\nlog_min_messages = warning\n",
+             fsync = {}\nshared_buffers = 16MB\nmax_connections = 60\n\
+             log_min_messages = warning\n",
             self.port,
             self.socket_dir().display(),
             tls.join("server.pem").display(),
             tls.join("server.key").display(),
             tls.join("ca.pem").display(),
+            if self.durable { "on" } else { "off" },
         );
         let conf = self.data_dir().join("postgresql.auto.conf");
         self.write_postgres_file(&conf, &settings, 0o600);
