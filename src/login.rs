@@ -33,6 +33,8 @@ pub struct Arguments {
     pub config: PathBuf,
     pub debug: bool,
     /// Test builds only: panic inside the module, to prove it is caught.
+    /// Not even compiled into a build without the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     pub test_panic: bool,
 }
 
@@ -171,6 +173,7 @@ pub fn parse_arguments(args: &[String]) -> (Arguments, Vec<String>) {
     let mut parsed = Arguments {
         config: PathBuf::from(DEFAULT_CONFIG_PATH),
         debug: false,
+        #[cfg(feature = "test-hooks")]
         test_panic: false,
     };
     let mut unknown = Vec::new();
@@ -209,6 +212,7 @@ pub fn authenticate(args: &[String], request: &Request, env: &Environment) -> Re
         report.outcome = Outcome::Failed(Failure::Arguments(unknown));
         return report;
     }
+    #[cfg(feature = "test-hooks")]
     if arguments.test_panic {
         panic!("test_panic requested");
     }
@@ -425,4 +429,20 @@ pub fn missing_groups_line(report: &Report) -> Option<(Level, Line)> {
         .field("reason", "missing_groups")
         .field("groups", report.missing_groups.join(","));
     Some((Level::Warning, line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_panic_is_an_argument_of_test_builds_only() {
+        let (_, unknown) = parse_arguments(&["test_panic".to_string()]);
+
+        if cfg!(feature = "test-hooks") {
+            assert!(unknown.is_empty());
+        } else {
+            assert_eq!(unknown, ["test_panic"]);
+        }
+    }
 }
