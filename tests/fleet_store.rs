@@ -235,6 +235,17 @@ fn the_servers_role_cannot_read_secrets_and_the_admin_role_resets_and_unlocks() 
     let fleet = Fleet::with_default_config("fleet-roles");
     fleet.enroll("alice");
 
+    // db init again and db migrate change nothing and keep the data.
+    let again = fleet.otpgate_with("init.toml", &["db", "init"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("version 1 (was 1)"), "{again:?}");
+    let migrate = fleet.otpgate_with("init.toml", &["db", "migrate"]);
+    assert!(
+        migrate.stdout.contains("already at version 1"),
+        "{migrate:?}"
+    );
+    assert_eq!(fleet.sql("SELECT count(*) FROM otpgate.users"), "1");
+
     for sql in [
         "SELECT secret FROM otpgate.users",
         "SELECT count(*) FROM otpgate.audit",
