@@ -159,12 +159,25 @@ fn newest_under(path: &Path) -> Option<SystemTime> {
 // ---------------------------------------------------------------------------
 // Installing and purging
 
-fn is_installed() -> bool {
-    let output = Command::new("dpkg-query")
+/// dpkg's status of the package, e.g. `install ok installed`; empty when
+/// dpkg has never heard of it. Never panics (it runs in `drop` too).
+fn package_status() -> String {
+    Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", PACKAGE])
         .output()
-        .expect("running dpkg-query");
-    String::from_utf8_lossy(&output.stdout).contains("install ok installed")
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn is_installed() -> bool {
+    package_status().contains("install ok installed")
+}
+
+/// Anything of the package on the system: installed, half installed or
+/// removed with its config files left.
+fn is_known() -> bool {
+    let status = package_status();
+    !status.is_empty() && !status.ends_with("not-installed")
 }
 
 /// The installed package, purged on drop with the PAM service files the
@@ -199,19 +212,10 @@ impl Installed {
 impl Drop for Installed {
     fn drop(&mut self) {
         self.remove_services();
-        if is_installed() || config_files_remain() {
+        if is_known() {
             let _ = Command::new("dpkg").args(["--purge", PACKAGE]).status();
         }
     }
-}
-
-/// dpkg's state "config-files": removed but not purged.
-fn config_files_remain() -> bool {
-    let output = Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", PACKAGE])
-        .output()
-        .expect("running dpkg-query");
-    String::from_utf8_lossy(&output.stdout).contains("config-files")
 }
 
 /// The contents of every file in /etc/pam.d, by name.
@@ -340,7 +344,11 @@ fn write_config(group: &str, socket: &Path) {
 }
 
 fn assert_purged(files: &[PathBuf], before: &BTreeMap<String, Vec<u8>>) {
-    assert!(!is_installed() && !config_files_remain());
+    assert!(
+        !is_known(),
+        "dpkg still knows the package: {}",
+        package_status()
+    );
     let left: Vec<&PathBuf> = files
         .iter()
         .filter(|path| path.symlink_metadata().is_ok())
