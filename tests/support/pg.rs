@@ -67,9 +67,10 @@ impl Cluster {
         &self.dir
     }
 
-    /// The socket folder (trust, superuser `postgres`).
+    /// The socket folder (trust, superuser `postgres`): under /tmp, as a
+    /// socket path must stay under 108 bytes wherever the checkout is.
     pub fn socket_dir(&self) -> PathBuf {
-        self.dir.join("sock")
+        socket_dir_for(&self.dir)
     }
 
     /// The test CA's certificate, which signed the server's.
@@ -298,6 +299,7 @@ impl Cluster {
         }
         // The server reads its key as postgres; clients' keys stay root's.
         chown(tls.join("server.key"), Some(self.uid), Some(self.gid)).unwrap();
+        let _ = fs::remove_dir_all(self.socket_dir());
         fs::create_dir(self.socket_dir()).unwrap();
         chown(self.socket_dir(), Some(self.uid), Some(self.gid)).unwrap();
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o755)).unwrap();
@@ -311,6 +313,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
         if std::env::var_os("OTPGATE_KEEP_TEST_ENV").is_none() {
+            let _ = fs::remove_dir_all(self.socket_dir());
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
@@ -446,6 +449,14 @@ fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `/tmp/otpgate-pg-<pid>-<n>` for `target/pg-tests/<name>-<pid>-<n>`.
+fn socket_dir_for(dir: &Path) -> PathBuf {
+    let name = dir.file_name().unwrap().to_string_lossy();
+    let mut parts = name.rsplit('-');
+    let (number, pid) = (parts.next().unwrap(), parts.next().unwrap());
+    std::env::temp_dir().join(format!("otpgate-pg-{pid}-{number}"))
+}
+
 /// Stops and removes clusters whose test process is gone.
 fn remove_abandoned(root: &Path) {
     let Ok(entries) = fs::read_dir(root) else {
@@ -466,6 +477,7 @@ fn remove_abandoned(root: &Path) {
                 .gid(postgres_ids().1)
                 .output();
         }
+        let _ = fs::remove_dir_all(socket_dir_for(&entry.path()));
         let _ = fs::remove_dir_all(entry.path());
     }
 }
