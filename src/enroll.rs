@@ -141,11 +141,26 @@ fn enroll(
     }
 
     // The secret is saved: the login succeeds even if the last messages
-    // do not reach the user (an administrator can issue new codes).
+    // do not reach the user (an administrator can issue new codes). sshd
+    // shows messages only together with a question, so one question closes
+    // the setup; without it an SSH user would never see the codes.
     let _ = conversation.info("Setup finished: from now on, log in with a code from your app.");
     let _ = show_recovery_codes(conversation, &codes);
+    let _ = conversation.ask_hidden(closing_prompt(&codes));
     Outcome::Enrolled
 }
+
+/// The question that makes the last messages reach the user.
+fn closing_prompt(codes: &[Zeroizing<String>]) -> &'static str {
+    if codes.is_empty() {
+        CONTINUE_PROMPT
+    } else {
+        SAVED_CODES_PROMPT
+    }
+}
+
+pub const SAVED_CODES_PROMPT: &str = "Press Enter once you have saved your recovery codes: ";
+pub const CONTINUE_PROMPT: &str = "Press Enter to continue: ";
 
 const LOST_RACE: &str = "Another login of your account finished setup first, so the key shown \
     here was not saved. Log in again with the app set up in that other login, or ask your \
@@ -396,7 +411,8 @@ mod tests {
         assert!(uri.contains(&key.replace(' ', "")));
         let codes = infos.last().unwrap();
         assert_eq!(codes.lines().count(), 6, "{codes}");
-        assert_eq!(script.texts("prompt"), [SETUP_PROMPT]);
+        // The codes are followed by a question, so sshd passes them on.
+        assert_eq!(script.texts("prompt"), [SETUP_PROMPT, SAVED_CODES_PROMPT]);
     }
 
     #[test]

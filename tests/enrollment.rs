@@ -22,6 +22,7 @@ use otpgate::store::Store;
 use otpgate::users::UserName;
 
 const SETUP_PROMPT: &str = "Code from your app to finish setup: ";
+const SAVED_CODES_PROMPT: &str = "Press Enter once you have saved your recovery codes: ";
 
 /// The child process of every live login (see tests/support/live_login.rs).
 #[test]
@@ -73,7 +74,7 @@ fn a_first_login_enrolls_and_the_next_login_uses_the_new_secret() {
 
     // The login showed the setup and finished it.
     assert_eq!(first.result, "PAM_SUCCESS", "{first:?}");
-    assert_eq!(first.prompts(), [SETUP_PROMPT]);
+    assert_eq!(first.prompts(), [SETUP_PROMPT, SAVED_CODES_PROMPT]);
     let infos = first.infos();
     assert!(infos[0].contains("authenticator app"), "{infos:?}");
     let uri = first.info_after("URI: ");

@@ -173,6 +173,24 @@ fn a_member_without_a_secret_enrolls_over_ssh_once_allowed() {
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
     assert!(uri.contains(&format!("secret={key}")), "{uri} / {key}");
 
+    // The recovery codes reach the SSH client: a closing question follows
+    // them, since sshd shows messages only together with a question.
+    assert!(
+        dialog.transcript.contains("Your recovery codes"),
+        "{dialog:?}"
+    );
+    let shown_codes = dialog
+        .transcript
+        .lines()
+        .filter(|line| {
+            let t = line.trim();
+            t.len() == 11
+                && t.as_bytes()[5] == b'-'
+                && t.replace('-', "").bytes().all(|b| b.is_ascii_digit())
+        })
+        .count();
+    assert_eq!(shown_codes, 5, "{}", dialog.transcript);
+
     let record = fs::read_to_string(env.state_path(&member)).expect("the state file");
     assert!(record.contains(&key), "the record holds the key shown");
     assert!(decisions(&env, &member)

@@ -305,6 +305,10 @@ expect {
         set key [string map {" " ""} $expect_out(1,string)]
         exp_continue
     }
+    -re {Press Enter [^\r\n]*: $} {
+        send -- "\r"
+        exp_continue
+    }
     -re {finish setup: $} {
         if {$key eq ""} { puts "\nDIALOG: a setup prompt without a key"; exit 98 }
         send -- "[exec oathtool --totp --base32 $key]\r"

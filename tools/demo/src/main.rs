@@ -362,6 +362,10 @@ impl Conversation for Person {
 impl Person {
     fn respond(&mut self, style: MessageStyle, text: &str) -> Option<std::ffi::CString> {
         match style {
+            MessageStyle::PromptEchoOff if text.starts_with("Press Enter") => {
+                println!("   prompt  {text}(presses Enter)");
+                std::ffi::CString::new("").ok()
+            }
             MessageStyle::PromptEchoOff | MessageStyle::PromptEchoOn => {
                 println!("   prompt  {text}(types the code the app shows)");
                 let code = self
