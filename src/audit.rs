@@ -16,6 +16,13 @@ pub enum Level {
     Error,
 }
 
+/// The most bytes of one value an audit line keeps; longer values (only a
+/// hostile user name, host or tty is ever that long) are cut.
+pub const MAX_VALUE: usize = 256;
+
+/// The most bytes of a `detail` value: error messages name paths.
+pub const MAX_DETAIL: usize = 1024;
+
 /// An audit line under construction: `result=... reason=... user=...`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Line {
@@ -27,14 +34,28 @@ impl Line {
         Line::default()
     }
 
-    /// Adds `key=value` with the value escaped (see [`escape`]).
-    pub fn field(mut self, key: &str, value: impl AsRef<[u8]>) -> Line {
+    /// Adds `key=value` with the value escaped (see [`escape`]) and cut to
+    /// [`MAX_VALUE`] bytes.
+    pub fn field(self, key: &str, value: impl AsRef<[u8]>) -> Line {
+        self.field_up_to(key, value, MAX_VALUE)
+    }
+
+    /// Adds `key=value` with the value escaped and cut to `max` bytes: the
+    /// kept bytes, then `...[N-bytes]` giving the whole length. Escaping can
+    /// make a value four times longer, so without a cap a hostile user name
+    /// or host could make a line too long for a syslog datagram, and the
+    /// line would be lost.
+    pub fn field_up_to(mut self, key: &str, value: impl AsRef<[u8]>, max: usize) -> Line {
+        let value = value.as_ref();
         if !self.text.is_empty() {
             self.text.push(' ');
         }
         self.text.push_str(key);
         self.text.push('=');
-        self.text.push_str(&escape(value.as_ref()));
+        self.text.push_str(&escape(&value[..value.len().min(max)]));
+        if value.len() > max {
+            self.text.push_str(&format!("...[{}-bytes]", value.len()));
+        }
         self
     }
 
@@ -158,6 +179,22 @@ mod tests {
     fn empty_and_missing_values() {
         let line = Line::new().field("tty", "").optional("rhost", None::<&str>);
         assert_eq!(line.as_str(), "tty=\"\"");
+    }
+
+    #[test]
+    fn long_values_are_cut_and_say_how_long_they_were() {
+        let huge = vec![0x01u8; 60_000];
+        let line = Line::new().field("user", &huge).field("tty", "pts/1");
+
+        let expected = format!(
+            "user={}...[60000-bytes] tty=pts/1",
+            "\\x01".repeat(MAX_VALUE)
+        );
+        assert_eq!(line.as_str(), expected);
+        let exact = Line::new().field("user", vec![b'a'; MAX_VALUE]);
+        assert_eq!(exact.as_str(), format!("user={}", "a".repeat(MAX_VALUE)));
+        let detail = Line::new().field_up_to("detail", vec![b'b'; 2000], MAX_DETAIL);
+        assert!(detail.as_str().ends_with("b...[2000-bytes]"));
     }
 
     #[test]

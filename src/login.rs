@@ -414,7 +414,7 @@ pub fn audit_line(report: &Report, request: &Request) -> Option<(Level, Line)> {
         report.recovery_codes_left.map(|n| n.to_string()),
     );
     if let Outcome::Failed(f) = &report.outcome {
-        line = line.field("detail", f.detail());
+        line = line.field_up_to("detail", f.detail(), crate::audit::MAX_DETAIL);
     }
     Some((level, line))
 }

@@ -48,7 +48,8 @@ fn hostile_user_names_are_refused_before_any_file_is_opened() {
     write_file(&env.dir().join("alice.toml"), record().as_bytes(), 0o600);
     let outside = Outside::guard(&env, &[&decoys], &[]);
     let long = vec![b'a'; 300];
-    let shown_long = "a".repeat(300);
+    // The audit line keeps 256 bytes of a value and says how long it was.
+    let shown_long = format!("{}...[300-bytes]", "a".repeat(256));
     let mut cases: Vec<(&[u8], &str)> = BAD_NAMES.to_vec();
     cases.push((&long, &shown_long));
 
@@ -132,4 +133,19 @@ fn hostile_rhost_tty_and_ruser_stay_escaped_on_one_line() {
     for record in env.audit_records() {
         assert_one_printable_line(&record.raw);
     }
+}
+
+#[test]
+fn a_huge_hostile_name_still_gets_its_audit_line() {
+    let env = TestEnv::new("h-name-huge");
+    // 60,000 control bytes: 240,000 bytes once escaped, more than a syslog
+    // datagram may hold, so the line was lost before values were capped.
+    let name = vec![0x01u8; 60_000];
+
+    let login = env.login("alice").user_bytes(&name).run();
+
+    let shown = format!("{}...[60000-bytes]", "\\x01".repeat(256));
+    let head = format!("result=denied reason=bad_user_name user={shown}");
+    assert_decision(&env, &login, "PAM_USER_UNKNOWN", &head, &[]);
+    assert!(hostile::last_decision(&env).ends_with(&shown));
 }
