@@ -5,8 +5,9 @@
 //! - config: errors stay on one line; an accepted config's values lie in
 //!   their documented ranges.
 //! - state: the bytes read as a record and as a counters file; an accepted
-//!   record survives a write and a read unchanged, a trusted counters slot is
-//!   exactly what encoding it gives.
+//!   record survives a write and a read unchanged (its starting counters
+//!   also through the counters file), a trusted counters slot is exactly
+//!   what encoding it gives.
 //! - import: an accepted google-authenticator file holds values inside the
 //!   ranges google-authenticator-libpam itself accepts.
 
@@ -14,7 +15,7 @@
 
 use otpgate::config::{Config, MAX_FAILURES_LIMIT};
 use otpgate::import;
-use otpgate::store::counters::{self, FileState, SLOT_SIZE};
+use otpgate::store::counters::{self, FileState, Slot, SLOT_SIZE};
 use otpgate::store::record::UserRecord;
 
 pub fn config(data: &[u8]) {
@@ -55,6 +56,14 @@ fn record(text: &str) {
     let written = record.to_toml();
     let again = UserRecord::parse(&written).expect("a written record parses");
     assert_eq!(again, record, "the record changed on a round trip");
+
+    // The record's starting counters must also survive the counters file.
+    let slot = Slot {
+        generation: 1,
+        fingerprint: counters::fingerprint(&record.secret),
+        counters: record.initial,
+    };
+    assert_eq!(counters::decode(&counters::encode(&slot)), Some(slot));
 }
 
 fn counters_file(data: &[u8]) {
