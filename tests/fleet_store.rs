@@ -345,9 +345,33 @@ fn a_stopped_database_refuses_members_only_and_logins_resume_after() {
     assert_refused_in_time(&fleet.a, Duration::from_secs(3), "stopped");
     assert_refused_in_time(&fleet.b, Duration::from_secs(3), "stopped");
 
+    // Back up: logins work again, and logins do not pile up descriptors
+    // (the name lookup of host B's "localhost" included): at most one may
+    // stay for the life of the process, from loading libpq and OpenSSL
+    // for good, never one per login, and none without close-on-exec.
     fleet.db.restart();
     let login = fleet.a.login("alice").answer(&code_at(0)).run();
     assert_eq!(login.result(), "PAM_SUCCESS", "{:?}", decisions(&fleet.a));
+    let repeated = fleet
+        .b
+        .login("alice")
+        .answer(&code_at(1))
+        .repeat(4)
+        .report_process()
+        .run();
+    let results: Vec<&str> = repeated.results.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(results[0], "PAM_SUCCESS");
+    assert!(
+        results[1..].iter().all(|r| *r == "PAM_AUTH_ERR"),
+        "{results:?}"
+    );
+    let reports = repeated.process_reports();
+    assert!(
+        reports[1].fds <= reports[0].fds + 1,
+        "{:?}",
+        repeated.process
+    );
+    assert_eq!(reports[1].cloexec_leaks, 0, "{:?}", repeated.process);
 }
 
 #[test]
