@@ -9,6 +9,9 @@ mod oracles;
 use std::fs;
 use std::path::Path;
 
+/// A fuzz target's name and its checks.
+type Target = (&'static str, fn(&[u8]));
+
 /// Runs `check` on every file of `fuzz/<kind>/<target>/`; returns how many.
 fn replay(kind: &str, target: &str, check: fn(&[u8])) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,7 +34,7 @@ fn replay(kind: &str, target: &str, check: fn(&[u8])) -> usize {
 
 #[test]
 fn every_kept_fuzz_input_still_passes_its_target_checks() {
-    let targets: [(&str, fn(&[u8])); 3] = [
+    let targets: [Target; 3] = [
         ("config", oracles::config),
         ("state", oracles::state),
         ("import", oracles::google_authenticator),
