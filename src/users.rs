@@ -83,6 +83,11 @@ pub struct SystemDirectory;
 const BUFFER_START: usize = 4096;
 const BUFFER_MAX: usize = 1 << 22;
 
+/// A group's entry holds its member list: 64 KiB fit about 4,000 members in
+/// the first call. The buffer is scratch space the C function writes before
+/// anything reads it, so it is never zeroed and a large start is free.
+const GROUP_BUFFER_START: usize = 64 * 1024;
+
 impl Directory for SystemDirectory {
     fn account(&self, user: &UserName) -> Result<Option<Account>, LookupError> {
         let name = CString::new(user.as_str()).map_err(|_| lookup_error("user", libc::EINVAL))?;
@@ -140,25 +145,28 @@ impl Directory for SystemDirectory {
 
     fn group_id(&self, group: &str) -> Result<Option<u32>, LookupError> {
         let name = CString::new(group).map_err(|_| lookup_error("group", libc::EINVAL))?;
-        let mut buffer = vec![0u8; BUFFER_START];
+        let mut size = GROUP_BUFFER_START;
         loop {
+            let mut buffer: Vec<u8> = Vec::with_capacity(size);
             // SAFETY: an all-zero group is a valid value of this C struct.
             let mut grp: libc::group = unsafe { std::mem::zeroed() };
             let mut result: *mut libc::group = std::ptr::null_mut();
-            // SAFETY: every pointer is valid for the call; buffer has its length.
+            // SAFETY: every pointer is valid for the call; `buffer` has
+            // `size` bytes allocated, which getgrnam_r only writes (its
+            // strings and member list), and we read nothing from it.
             let rc = lookup_status(unsafe {
                 libc::getgrnam_r(
                     name.as_ptr(),
                     &mut grp,
                     buffer.as_mut_ptr().cast(),
-                    buffer.len(),
+                    size,
                     &mut result,
                 )
             });
             match rc {
                 0 if result.is_null() => return Ok(None),
                 0 => return Ok(Some(grp.gr_gid)),
-                libc::ERANGE if buffer.len() < BUFFER_MAX => buffer.resize(buffer.len() * 2, 0),
+                libc::ERANGE if size < BUFFER_MAX => size *= 2,
                 libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
                 other => return Err(lookup_error("group", other)),
             }
