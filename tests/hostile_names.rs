@@ -14,7 +14,7 @@ mod common;
 #[path = "support/hostile.rs"]
 mod hostile;
 
-use common::TestEnv;
+use common::{Conv, TestEnv};
 use hostile::{
     assert_decision, assert_one_printable_line, code_now, decoy_dir, enrolled, record, write_file,
     wrong_code, Outside, Snapshot,
@@ -148,4 +148,54 @@ fn a_huge_hostile_name_still_gets_its_audit_line() {
     let head = format!("result=denied reason=bad_user_name user={shown}");
     assert_decision(&env, &login, "PAM_USER_UNKNOWN", &head, &[]);
     assert!(hostile::last_decision(&env).ends_with(&shown));
+}
+
+#[test]
+fn a_user_name_typed_at_the_modules_own_prompt_is_checked_the_same_way() {
+    let env = enrolled("h-name-prompt", "alice");
+    let outside = Outside::guard(&env, &[], &[]);
+
+    let typed = env
+        .login_without_user()
+        .answer("../decoy/shadow")
+        .answer(&code_now())
+        .run();
+    let good = env
+        .login_without_user()
+        .answer("alice")
+        .answer(&code_now())
+        .run();
+
+    outside.assert_unchanged();
+    assert_eq!(
+        typed.prompts().len(),
+        1,
+        "only the name was asked: {:?}",
+        typed.messages
+    );
+    assert_eq!(typed.result(), "PAM_USER_UNKNOWN");
+    assert!(decisions_contain(
+        &env,
+        "reason=bad_user_name user=../decoy/shadow"
+    ));
+    assert_eq!(good.result(), "PAM_SUCCESS", "{}", good.stdout);
+    assert_eq!(good.prompts().len(), 2);
+}
+
+#[test]
+fn a_broken_conversation_at_the_name_prompt_is_a_refusal() {
+    let env = enrolled("h-name-conv", "alice");
+
+    for conv in [Conv::Error, Conv::NullArray, Conv::NullResponse] {
+        let login = env.login_without_user().conv(conv).run();
+
+        // libpam's pam_get_user fails, so there is no user to judge.
+        let head = "result=denied reason=unknown_user";
+        assert_decision(&env, &login, "PAM_USER_UNKNOWN", head, &[]);
+        assert!(hostile::last_decision(&env).ends_with(head), "{conv:?}");
+    }
+}
+
+fn decisions_contain(env: &TestEnv, fragment: &str) -> bool {
+    hostile::decisions(env).iter().any(|l| l.contains(fragment))
 }
