@@ -5,7 +5,8 @@
 //! same state with strace killing it just before that call. Afterwards the
 //! record is byte for byte the old or the new one, the counters read as the
 //! old or the new ones, logins still work, and a temp file left behind is
-//! never read and is cleaned by the next write of the record.
+//! never read and is cleaned by the next write of the record. Nothing
+//! outside the state folder is opened or changed by a killed login.
 
 mod common;
 #[path = "support/hostile.rs"]
@@ -18,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use common::TestEnv;
-use hostile::{code_at_offset, code_now, record, wrapped_login, write_file, RawLogin};
+use hostile::{code_at_offset, code_now, record, wrapped_login, write_file, Outside, RawLogin};
 use otpgate::store::counters::{self, Counters, FileState};
 
 /// The calls by which a login creates, writes, renames, syncs, locks or
@@ -155,12 +156,15 @@ impl Scenario {
     /// Kills the login at every point and checks what it left.
     fn kill_everywhere(&self, env: &TestEnv, points: &[Point]) -> usize {
         let refs: Vec<&str> = self.answers.iter().map(String::as_str).collect();
+        let outside = Outside::guard(env, &[], &[]);
         let mut killed = 0;
         for point in points {
             restore(&env.state_dir(), &self.before);
+            outside.begin();
 
             let login = killed_login(env, point, &refs);
 
+            outside.assert_untouched();
             if login.result.is_none() {
                 killed += 1;
             }
