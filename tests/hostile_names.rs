@@ -199,3 +199,23 @@ fn a_broken_conversation_at_the_name_prompt_is_a_refusal() {
 fn decisions_contain(env: &TestEnv, fragment: &str) -> bool {
     hostile::decisions(env).iter().any(|l| l.contains(fragment))
 }
+
+#[test]
+fn every_byte_pam_set_item_accepts_in_a_name_is_refused_and_escaped() {
+    let env = TestEnv::new("h-name-bytes");
+    // Every byte but NUL, which would end the C string.
+    let name: Vec<u8> = (1u8..=255).collect();
+    let shown: String = name
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'=' | b'\\' => format!("\\x{b:02x}"),
+            b if b.is_ascii_graphic() => (b as char).to_string(),
+            b => format!("\\x{b:02x}"),
+        })
+        .collect();
+
+    let login = env.login("alice").user_bytes(&name).run();
+
+    let head = format!("result=denied reason=bad_user_name user={shown}");
+    assert_decision(&env, &login, "PAM_USER_UNKNOWN", &head, &[]);
+}
