@@ -39,7 +39,7 @@ enum Touch {
 fn assert_refused(env: &TestEnv, outside: &Outside, touch: Touch, reason: &str, detail: &[&str]) {
     let state = env.state_dir();
     let before = Snapshot::take(&state, &[]);
-    outside.drain();
+    outside.begin();
     let started = Instant::now();
 
     let login = env.login("alice").answer(&code_now()).rhost(RHOST).run();
