@@ -156,17 +156,23 @@ fn write_counters(env: &TestEnv, bytes: &[u8]) {
     write_file(&env.state_dir().join("alice.counters"), bytes, 0o600);
 }
 
-/// A counters file as the module leaves it after one success of alice.
-fn real_counters(env: &TestEnv) -> Vec<u8> {
-    let login = env.login("alice").answer(&code_now()).run();
-    assert_eq!(login.result(), "PAM_SUCCESS", "{}", login.stdout);
-    fs::read(env.state_dir().join("alice.counters")).unwrap()
+/// A counters file as the module leaves it after two successes of alice,
+/// for the steps before and of now (both slots hold counters), and the
+/// code of the first.
+fn real_counters(env: &TestEnv) -> (Vec<u8>, String) {
+    let codes = [hostile::code_at_offset(-1), code_now()];
+    for code in &codes {
+        let login = env.login("alice").answer(code).run();
+        assert_eq!(login.result(), "PAM_SUCCESS", "{}", login.stdout);
+    }
+    let bytes = fs::read(env.state_dir().join("alice.counters")).unwrap();
+    (bytes, codes[0].clone())
 }
 
 #[test]
 fn broken_counters_files_are_refused_and_a_torn_slot_falls_back() {
     let env = enrolled("h-cnt-text", "alice");
-    let good = real_counters(&env);
+    let (good, first_code) = real_counters(&env);
     let outside = Outside::guard(&env, &[], &[]);
     let mut both_damaged = good.clone();
     both_damaged[3] ^= 1;
@@ -192,18 +198,24 @@ fn broken_counters_files_are_refused_and_a_torn_slot_falls_back() {
         );
     }
 
-    // The used slot torn: the other one is the state before, which
-    // still knows the code of the first login was used.
+    // The newer slot torn: the older one is the state after the first
+    // login, which still knows that login's step was used.
     let mut torn = good.clone();
-    let used = if counters_generation(&good, 0) == 1 {
+    let newer = if counters_generation(&good, 0) > counters_generation(&good, 128) {
         0
     } else {
         128
     };
-    torn[used + 40] ^= 0xff;
+    torn[newer + 40] ^= 0xff;
     write_counters(&env, &torn);
-    let again = env.login("alice").answer(&code_now()).run();
-    assert_eq!(again.result(), "PAM_SUCCESS", "{}", again.stdout);
+    let replay = env.login("alice").answer(&first_code).run();
+    assert_decision(
+        &env,
+        &replay,
+        "PAM_AUTH_ERR",
+        "result=denied reason=replay user=alice failures=1/5",
+        &[],
+    );
     outside.assert_unchanged();
 }
 

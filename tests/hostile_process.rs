@@ -272,7 +272,8 @@ fn a_hostile_environment_changes_nothing() {
         login
     };
 
-    let success = with_env("alice").answer(&code_now()).report_process().run();
+    let code = code_now();
+    let success = with_env("alice").answer(&code).report_process().run();
     assert_decision(
         &env,
         &success,
@@ -281,7 +282,7 @@ fn a_hostile_environment_changes_nothing() {
         &[],
     );
     assert_same_process(&success);
-    let replay = with_env("alice").answer(&code_now()).run();
+    let replay = with_env("alice").answer(&code).run();
     assert_decision(
         &env,
         &replay,
