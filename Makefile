@@ -51,6 +51,9 @@ test: deps-test lint deb
 bench: deps-bench
 	$(CARGO) build --release --workspace
 	$(AS_ROOT) sh bench/run.sh
+	mkdir -p target/bench
+	$(AS_ROOT) env OTPGATE_FLEET_LATENCY_OUT=$(CURDIR)/target/bench/fleet-latency.txt \
+	  $(CARGO) test --release --test fleet_latency -- --nocapture
 
 # build-deb.sh builds the release module, command and man pages itself.
 deb: deps-deb

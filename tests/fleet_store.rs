@@ -282,6 +282,32 @@ fn the_servers_role_cannot_read_secrets_and_the_admin_role_resets_and_unlocks() 
     let status = fleet.admin(&["status", "alice"]);
     assert_eq!(status.code, 0, "{status:?}");
     assert!(status.stdout.contains("alice"), "{status:?}");
+    // New recovery codes through the admin role; one logs in on B, once.
+    let issued = fleet.admin(&["recovery-codes", "alice"]);
+    assert_eq!(issued.code, 0, "{issued:?}");
+    let recovery = issued
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 11 && l.as_bytes()[5] == b'-')
+        .unwrap_or_else(|| panic!("no recovery code in {issued:?}"))
+        .to_string();
+    let with_recovery = fleet.b.login("alice").answer(&recovery).run();
+    assert_eq!(
+        with_recovery.result(),
+        "PAM_SUCCESS",
+        "{:?}",
+        decisions(&fleet.b)
+    );
+    assert!(last_decision(&fleet.b).contains("reason=recovery_code"));
+    assert_eq!(
+        fleet.a.login("alice").answer(&recovery).run().result(),
+        "PAM_AUTH_ERR"
+    );
+    let allow = fleet.admin(&["allow", "dave"]);
+    assert_eq!(allow.code, 0, "{allow:?}");
+    assert_eq!(fleet.sql("SELECT name FROM otpgate.allowances"), "dave");
+
     let reset = fleet.admin(&["reset", "alice"]);
     assert_eq!(reset.code, 0, "{reset:?}");
     assert!(reset.stdout.contains("otpgate.removed_users"), "{reset:?}");
