@@ -105,6 +105,35 @@ pub fn migrate(config: &Config, roles: &Roles, out: &mut dyn Write) -> Result<()
     Ok(())
 }
 
+/// `otpgate check-config` with the database store: one call as a login
+/// makes it (TLS files, name lookup, connect, the role's right to call
+/// `otpgate.peek`), within the deadline. `(problem, fix)` pairs.
+pub fn check_database(settings: &PostgresSettings) -> Vec<(String, String)> {
+    let store = PostgresStore::new(settings.clone(), Budget::PerCall);
+    let Err(e) = store.query("SELECT enrolled FROM otpgate.peek('root')", &[]) else {
+        return Vec::new();
+    };
+    let problem = format!("the database store does not answer: {e}");
+    let text = e.to_string();
+    let fix = if text.contains("otpgate.peek") || text.contains("schema \"otpgate\"") {
+        "run otpgate db init against the database (docs/fleet.md)".to_string()
+    } else if text.contains("permission denied") {
+        format!(
+            "grant the role {} EXECUTE on otpgate.peek: run otpgate db init",
+            settings.user
+        )
+    } else if text.contains("TLS file") {
+        "make the CA and certificate root-owned 0644 and the key root-owned 0600, in root-owned \
+         folders"
+            .to_string()
+    } else {
+        "check [store.postgres] hosts, port, the certificates and the database's pg_hba.conf \
+         (docs/fleet.md)"
+            .to_string()
+    };
+    vec![(problem, fix)]
+}
+
 /// `otpgate store copy --from A --to B [--dry-run] [--replace]`: the files
 /// side is the config's state_dir, the database side its [store.postgres].
 pub fn copy(

@@ -270,8 +270,17 @@ fn the_servers_role_cannot_read_secrets_and_the_admin_role_resets_and_unlocks() 
         .psql_tls(pg::ADMIN_ROLE, "SELECT length(secret) FROM otpgate.users");
     assert_eq!(String::from_utf8_lossy(&admin.stdout).trim(), "20");
 
-    // The servers' config cannot administer; the admin's can.
+    // check-config makes a login's call with the servers' config.
     let server_config = fleet.a.config_path();
+    let check = fleet::otpgate_command(&fleet.a, &server_config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{said}");
+    assert!(said.contains("no problems found"), "{said}");
+
+    // The servers' config cannot administer; the admin's can.
     let refused = fleet::otpgate_command(&fleet.a, &server_config)
         .args(["unlock", "alice"])
         .output()
@@ -489,6 +498,17 @@ fn a_silent_listener_a_wrong_ca_and_a_slow_first_host_are_handled_in_time() {
         .write_config(&format!("{DEFAULT_CONFIG}\n{section}"));
     let line = assert_refused_in_time(&fleet.a, deadline, "wrong CA");
     assert!(line.contains("certificate"), "{line}");
+    let check = fleet::otpgate_command(&fleet.a, &fleet.a.config_path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success(), "{said}");
+    assert!(
+        said.contains("the database store does not answer"),
+        "{said}"
+    );
+    assert!(said.contains("certificate verify failed"), "{said}");
 
     // Two hosts: the silent one first gets half the deadline, then the
     // database answers.

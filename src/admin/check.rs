@@ -1,6 +1,7 @@
 //! `otpgate check-config`: the checks the module makes at every login, made
 //! ahead of time with a fix for each problem: the config file, the groups,
-//! the audit socket, the state folder and every file in it.
+//! the audit socket, the state folder and every file in it (or, with the
+//! database store, a call of the database as a login makes it).
 
 use std::ffi::CString;
 use std::fmt;
@@ -8,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::fsutil::{self, FsError, Problem, Rules, STATE_RULES};
 use crate::store::counters;
 use crate::store::record::UserRecord;
@@ -45,7 +46,14 @@ pub fn check(path: &Path, directory: &dyn Directory) -> Vec<Finding> {
 
     let mut findings = check_groups(&config, directory);
     findings.extend(check_socket(&config.audit.socket));
-    findings.extend(check_state_dir(&config.state_dir));
+    match &config.store {
+        StoreKind::Files => findings.extend(check_state_dir(&config.state_dir)),
+        StoreKind::Postgres(settings) => findings.extend(
+            crate::admin_db::check_database(settings)
+                .into_iter()
+                .map(|(problem, fix)| finding(problem, fix)),
+        ),
+    }
     findings
 }
 
