@@ -104,6 +104,16 @@ pub struct Rows {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// Rows may hold a secret (the administrator's `load`): wiped on drop.
+impl Drop for Rows {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for value in self.rows.iter_mut().flatten().flatten() {
+            value.zeroize();
+        }
+    }
+}
+
 static API: OnceLock<Result<Api, String>> = OnceLock::new();
 
 fn api() -> Result<&'static Api, DbError> {

@@ -662,7 +662,8 @@ fn record_of(user: &UserName, row: &[Value]) -> Result<(UserRecord, Counters), S
     let bad = |why: &str| corrupt(&format!("otpgate.users {user}"), why);
     let number = |i: usize| row[i].as_deref().map(integer).transpose();
     let short_secret = boolean(&row[6])?;
-    let bytes = unhex_bytea(&text(&row[0])).ok_or_else(|| bad("the secret is not bytea"))?;
+    let bytes = unhex_bytea(row[0].as_deref().unwrap_or_default())
+        .ok_or_else(|| bad("the secret is not bytea"))?;
     let min_bits = if short_secret {
         SHORT_SECRET_BITS
     } else {
