@@ -3,7 +3,7 @@
 //! listening on a free loopback port (TLS only, client certificates) and on
 //! a private socket folder (trust, for the test's own set-up). The CA, the
 //! server's and the clients' certificates are made with the openssl
-//! command. Everything lives in `target/pg-tests/<name>-<pid>-<n>` and is
+//! command. Everything lives in `/tmp/otpgate-pg/<name>-<pid>-<n>` and is
 //! stopped and removed on drop, also when the test panics; folders left by
 //! a killed test run are cleaned up by the next one.
 //!
@@ -67,10 +67,9 @@ impl Cluster {
         &self.dir
     }
 
-    /// The socket folder (trust, superuser `postgres`): under /tmp, as a
-    /// socket path must stay under 108 bytes wherever the checkout is.
+    /// The socket folder (trust, superuser `postgres`).
     pub fn socket_dir(&self) -> PathBuf {
-        socket_dir_for(&self.dir)
+        self.dir.join("sock")
     }
 
     /// The test CA's certificate, which signed the server's.
@@ -299,7 +298,6 @@ impl Cluster {
         }
         // The server reads its key as postgres; clients' keys stay root's.
         chown(tls.join("server.key"), Some(self.uid), Some(self.gid)).unwrap();
-        let _ = fs::remove_dir_all(self.socket_dir());
         fs::create_dir(self.socket_dir()).unwrap();
         chown(self.socket_dir(), Some(self.uid), Some(self.gid)).unwrap();
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o755)).unwrap();
@@ -313,7 +311,6 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
         if std::env::var_os("OTPGATE_KEEP_TEST_ENV").is_none() {
-            let _ = fs::remove_dir_all(self.socket_dir());
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
@@ -433,11 +430,13 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// A new folder `target/pg-tests/<name>-<pid>-<n>`, after removing the
-/// folders of test processes that no longer run.
+/// A new folder `/tmp/otpgate-pg/<name>-<pid>-<n>`, after removing the
+/// folders of test processes that no longer run. Not under target/: the
+/// postgres user must reach it wherever the checkout is (a home folder may
+/// be closed to others), and a socket path must stay under 108 bytes.
 fn fresh_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pg-tests");
+    let root = std::env::temp_dir().join("otpgate-pg");
     fs::create_dir_all(&root).unwrap();
     fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
     remove_abandoned(&root);
@@ -447,14 +446,6 @@ fn fresh_dir(name: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir(&dir).unwrap();
     dir
-}
-
-/// `/tmp/otpgate-pg-<pid>-<n>` for `target/pg-tests/<name>-<pid>-<n>`.
-fn socket_dir_for(dir: &Path) -> PathBuf {
-    let name = dir.file_name().unwrap().to_string_lossy();
-    let mut parts = name.rsplit('-');
-    let (number, pid) = (parts.next().unwrap(), parts.next().unwrap());
-    std::env::temp_dir().join(format!("otpgate-pg-{pid}-{number}"))
 }
 
 /// Stops and removes clusters whose test process is gone.
@@ -477,7 +468,6 @@ fn remove_abandoned(root: &Path) {
                 .gid(postgres_ids().1)
                 .output();
         }
-        let _ = fs::remove_dir_all(socket_dir_for(&entry.path()));
         let _ = fs::remove_dir_all(entry.path());
     }
 }
