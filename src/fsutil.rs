@@ -304,7 +304,10 @@ pub fn read_limited(
     max: u64,
     shown_path: &dyn fmt::Display,
 ) -> Result<Vec<u8>, FsError> {
-    let mut bytes = Vec::new();
+    // Room for a usual config or record up front: one read and one read
+    // that finds the end, instead of a read per doubling from 32 bytes.
+    let room = usize::try_from(max.saturating_add(1)).map_or(READ_ROOM, |m| m.min(READ_ROOM));
+    let mut bytes = Vec::with_capacity(room);
     Read::by_ref(file)
         .take(max + 1)
         .read_to_end(&mut bytes)
@@ -327,6 +330,9 @@ pub fn read_limited(
     }
     Ok(bytes)
 }
+
+/// What [`read_limited`] reserves before its first read.
+const READ_ROOM: usize = 8 * 1024;
 
 /// Reads a trusted file in a trusted folder given by path.
 pub fn read_trusted(path: &Path, rules: Rules) -> Result<Vec<u8>, FsError> {

@@ -3,6 +3,7 @@
 //! (two checksummed slots updated in place; also the user's lock file).
 //! docs/state-file.md specifies both.
 
+use std::cell::OnceCell;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -29,6 +30,9 @@ const COUNTER_RULES: Rules = Rules {
 pub struct FileStore {
     dir: PathBuf,
     lock_timeout: Duration,
+    /// The folder, walked to and checked once, then used by every call of
+    /// this store (a login makes two: before and after the prompt).
+    opened: OnceCell<OwnedFd>,
 }
 
 /// A user's counters file, open and locked until dropped.
@@ -43,6 +47,7 @@ impl FileStore {
         FileStore {
             dir: dir.to_path_buf(),
             lock_timeout: LOCK_TIMEOUT,
+            opened: OnceCell::new(),
         }
     }
 
@@ -56,8 +61,15 @@ impl FileStore {
         &self.dir
     }
 
-    fn open_dir(&self) -> Result<OwnedFd, StoreError> {
-        fsutil::open_trusted_dir(&self.dir).map_err(StoreError::Unsafe)
+    /// The state folder. The walk from `/` costs three system calls per
+    /// folder on the path, so it is done once per store; the descriptor
+    /// keeps naming the folder that passed the checks.
+    fn open_dir(&self) -> Result<&OwnedFd, StoreError> {
+        if let Some(dir) = self.opened.get() {
+            return Ok(dir);
+        }
+        let dir = fsutil::open_trusted_dir(&self.dir).map_err(StoreError::Unsafe)?;
+        Ok(self.opened.get_or_init(|| dir))
     }
 
     fn shown(&self, name: &str) -> String {
