@@ -410,7 +410,7 @@ fn a_stopped_database_refuses_members_only_and_logins_resume_after() {
 }
 
 #[test]
-fn a_database_stopped_during_a_login_refuses_it() {
+fn a_slow_database_and_one_stopped_during_a_login_refuse_it() {
     let fleet = Fleet::with_default_config("fleet-during");
     fleet.enroll("alice");
 
@@ -427,6 +427,15 @@ fn a_database_stopped_during_a_login_refuses_it() {
         .spawn()
         .unwrap();
     wait_for_lock_holder(&fleet);
+
+    // Slow past the deadline: B, with 1 s, gives up on the locked row.
+    fleet.use_server_config(&fleet.b, "localhost", "deadline_ms = 1000\n");
+    let line = assert_refused_in_time(&fleet.b, Duration::from_secs(1), "slow");
+    // The database's own lock_timeout (the deadline too) may answer first.
+    let gave_up = line.contains("deadline\\x20passed") || line.contains("lock\\x20timeout");
+    assert!(gave_up, "{line}");
+
+    // Stopped under a waiting login.
     let started = Instant::now();
     let login = fleet.a.login("alice").answer(&code_at(0)).spawn();
     std::thread::sleep(Duration::from_millis(700));
