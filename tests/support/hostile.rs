@@ -476,19 +476,24 @@ pub fn wrapped_login(
     user: &str,
     answers: &[&str],
 ) -> RawLogin {
+    let mut args = vec!["--service", crate::common::DEFAULT_SERVICE, "--user", user];
+    for answer in answers {
+        args.extend(["--answer", answer]);
+    }
+    wrapped_drive(env, wrapper, &args)
+}
+
+/// Runs pam-drive with the env's PAM folder, `--skip-fail-delay` and
+/// `args` (service, user, answers, other flags), under `wrapper`.
+pub fn wrapped_drive(env: &TestEnv, wrapper: &[std::ffi::OsString], args: &[&str]) -> RawLogin {
     let (program, rest) = wrapper.split_first().expect("a wrapper program");
-    let mut command = std::process::Command::new(program);
-    command
+    let output = std::process::Command::new(program)
         .args(rest)
         .arg(crate::common::pam_drive_path())
         .arg("--confdir")
         .arg(env.pam_dir())
-        .args(["--service", crate::common::DEFAULT_SERVICE, "--user", user])
-        .arg("--skip-fail-delay");
-    for answer in answers {
-        command.args(["--answer", answer]);
-    }
-    let output = command
+        .arg("--skip-fail-delay")
+        .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("LD_PRELOAD", crate::common::nss_wrapper_path())
@@ -516,29 +521,36 @@ pub fn wrapped_login(
     }
 }
 
+/// A wrapper that runs pam-drive in a private mount namespace whose /dev is
+/// a fresh tmpfs holding `null` and, when `log` is given, a `log` link to
+/// that socket; without it there is no /dev/log at all.
+pub fn private_dev(log: Option<&Path>) -> Vec<std::ffi::OsString> {
+    let link = match log {
+        Some(_) => "ln -s \"$1\" /dev/log && ",
+        None => "",
+    };
+    let script = format!(
+        "mount -t tmpfs -o size=16k,mode=755 otpgate-test-dev /dev \
+         && mknod -m 666 /dev/null c 1 3 && {link}shift && exec \"$@\""
+    );
+    let mut wrapper: Vec<std::ffi::OsString> =
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
+            .iter()
+            .map(Into::into)
+            .collect();
+    wrapper.push(script.into());
+    wrapper.push("sh".into());
+    wrapper.push(log.map_or_else(|| "-".into(), |p| p.as_os_str().to_os_string()));
+    wrapper
+}
+
 /// Runs one login of `user` answering `answer`, in a private mount
 /// namespace whose /dev is a fresh tmpfs holding only `null` and a `log`
 /// link to the env's syslog socket. A module that cannot read its config
 /// knows no other socket than /dev/log, so this is how its audit line is
 /// seen without touching the machine's own /dev/log.
 pub fn login_with_dev_log(env: &TestEnv, user: &str, answer: &str) -> RawLogin {
-    let script = "mount -t tmpfs -o size=16k,mode=755 otpgate-test-dev /dev \
-                  && mknod -m 666 /dev/null c 1 3 && ln -s \"$1\" /dev/log \
-                  && shift && exec \"$@\"";
-    let wrapper: Vec<std::ffi::OsString> = [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        script,
-        "sh",
-    ]
-    .iter()
-    .map(Into::into)
-    .chain([env.socket_path().into_os_string()])
-    .collect();
+    let wrapper = private_dev(Some(&env.socket_path()));
     let login = wrapped_login(env, &wrapper, user, &[answer]);
     assert!(login.status.success(), "{}{}", login.stdout, login.stderr);
     login
