@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Longest user name we accept (Linux allows 32; some NSS sources more).
 pub const MAX_USER_NAME: usize = 64;
@@ -88,6 +89,13 @@ const BUFFER_MAX: usize = 1 << 22;
 /// anything reads it, so it is never zeroed and a large start is free.
 const GROUP_BUFFER_START: usize = 64 * 1024;
 
+/// The buffer size the last group look-up needed, so a process that stays
+/// up (the module is never unloaded) asks once, not once per doubling, for
+/// a group larger than the start: each failed call makes NSS read and size
+/// the whole member list again. A size is a fact about the groups, not
+/// about any login, so it may outlive one.
+static GROUP_BUFFER_SIZE: AtomicUsize = AtomicUsize::new(GROUP_BUFFER_START);
+
 impl Directory for SystemDirectory {
     fn account(&self, user: &UserName) -> Result<Option<Account>, LookupError> {
         let name = CString::new(user.as_str()).map_err(|_| lookup_error("user", libc::EINVAL))?;
@@ -145,7 +153,7 @@ impl Directory for SystemDirectory {
 
     fn group_id(&self, group: &str) -> Result<Option<u32>, LookupError> {
         let name = CString::new(group).map_err(|_| lookup_error("group", libc::EINVAL))?;
-        let mut size = GROUP_BUFFER_START;
+        let mut size = GROUP_BUFFER_SIZE.load(Ordering::Relaxed);
         loop {
             let mut buffer: Vec<u8> = Vec::with_capacity(size);
             // SAFETY: an all-zero group is a valid value of this C struct.
@@ -165,7 +173,10 @@ impl Directory for SystemDirectory {
             });
             match rc {
                 0 if result.is_null() => return Ok(None),
-                0 => return Ok(Some(grp.gr_gid)),
+                0 => {
+                    GROUP_BUFFER_SIZE.store(size, Ordering::Relaxed);
+                    return Ok(Some(grp.gr_gid));
+                }
                 libc::ERANGE if size < BUFFER_MAX => size *= 2,
                 libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
                 other => return Err(lookup_error("group", other)),
