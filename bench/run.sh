@@ -8,13 +8,13 @@
 # Settings, from the environment:
 #   OTPGATE_BENCH_DIR   work folder on a real disk (default /var/tmp/otpgate-bench);
 #                       the 100,000-user state folder is kept there between runs
-#   OTPGATE_BENCH_RUNS  runs whose medians are reported (default 7)
+#   OTPGATE_BENCH_RUNS  runs whose medians are reported (default 11)
 #   OTPGATE_BENCH_ROWS  only these rows, e.g. 1,3,5b (default: all)
 set -eu
 cd "$(dirname "$0")/.."
 
 work="${OTPGATE_BENCH_DIR:-/var/tmp/otpgate-bench}"
-runs="${OTPGATE_BENCH_RUNS:-7}"
+runs="${OTPGATE_BENCH_RUNS:-11}"
 release="${CARGO_TARGET_DIR:-target}/release"
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -31,6 +31,8 @@ use world::World;
 const USAGE: &str = "\
 usage: otpgate-bench [--work DIR] [--module PATH] [--fresh-login PATH]
                      [--runs N] [--rows ID,ID,...]
+       otpgate-bench reset [--work DIR]
+       otpgate-bench worker CONFDIR SERVICE current|wrong|fixed:CODE USER[,USER...]
 
   --work DIR          where the world lives; must be on a real disk
                       (default /var/tmp/otpgate-bench)
@@ -38,10 +40,14 @@ usage: otpgate-bench [--work DIR] [--module PATH] [--fresh-login PATH]
                       this program)
   --fresh-login PATH  the C program of bench/fresh-login.c
                       (default: DIR/fresh-login)
-  --runs N            runs whose medians are reported (default 7)
+  --runs N            runs whose medians are reported (default 11)
   --rows IDS          only these rows, e.g. 1,3,5b (default: all)
 
-Run as root: every module insists on root-owned state.";
+`reset` puts every module's state of an existing world back to \"last login
+an hour ago\"; `worker` is what the runs start (it logs the next N users
+in for each `go N` line on its input): with both, one module can be
+profiled alone (see docs/performance.md). Run as root: every module
+insists on root-owned state.";
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -57,6 +63,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("worker") => worker::Job::from_args(&args[1..]).and_then(|job| worker::run(&job)),
+        Some("reset") => parse_options(&args[1..]).and_then(|options| reset(&options)),
         Some("--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
@@ -79,7 +86,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         work: PathBuf::from("/var/tmp/otpgate-bench"),
         module: beside.join("libotpgate.so"),
         fresh_login: None,
-        runs: 7,
+        runs: 11,
         rows: None,
     };
 
@@ -144,6 +151,20 @@ fn measure(options: &Options) -> Result<(), String> {
     print_report(options, &bench.world, &rows, &listener, &load_before);
     eprintln!("took {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Resets the state of a world laid out by an earlier run.
+fn reset(options: &Options) -> Result<(), String> {
+    let world = World::new(&options.work, &options.module);
+    if !world.pam_dir().is_dir() {
+        return Err(format!(
+            "{} holds no world yet: run the benchmark once",
+            options.work.display()
+        ));
+    }
+    world
+        .reset()
+        .map_err(|e| format!("resetting {}: {e}", options.work.display()))
 }
 
 /// Lays out the world, checks the codes against oathtool, builds the large

@@ -1,6 +1,7 @@
 //! The parent's side of every measurement: starting workers with
-//! nss_wrapper preloaded and a clean environment, releasing them together,
-//! timing fresh processes, and running the C program's load loop.
+//! nss_wrapper preloaded and a clean environment, letting them take turns
+//! block by block or releasing them together, timing fresh processes, and
+//! running the C program's load loop.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -48,12 +49,11 @@ pub fn find_nss_wrapper() -> Result<PathBuf, String> {
         .ok_or_else(|| "libnss_wrapper.so not found: install libnss-wrapper".to_string())
 }
 
-/// A started worker, stopped at `ready`.
+/// A started worker, waiting for its next block.
 struct Worker {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
-    services: usize,
 }
 
 impl Worker {
@@ -72,32 +72,33 @@ impl Worker {
             child,
             stdin,
             stdout,
-            services: job.services.len(),
         };
 
         let line = worker.read_line()?;
         if line.trim() != "ready" {
-            return Err(format!("worker for {:?} said {line:?}", job.services));
+            return Err(format!("worker for {} said {line:?}", job.service));
         }
         Ok(worker)
     }
 
-    fn go(&mut self) -> Result<(), String> {
-        self.stdin
-            .write_all(b"go\n")
+    /// Asks for the next `count` logins.
+    fn go(&mut self, count: usize) -> Result<(), String> {
+        writeln!(self.stdin, "go {count}")
             .and_then(|()| self.stdin.flush())
             .map_err(|e| format!("releasing a worker: {e}"))
     }
 
-    /// The reports, one per service in the job's order.
-    fn reports(&mut self) -> Result<Vec<Done>, String> {
-        (0..self.services)
-            .map(|_| Done::parse(&self.read_line()?))
-            .collect()
+    fn report(&mut self) -> Result<Done, String> {
+        Done::parse(&self.read_line()?)
     }
 
-    fn wait(mut self) -> Result<(), String> {
-        let status = self.child.wait().map_err(|e| e.to_string())?;
+    /// Closes the worker's input and waits for it to end.
+    fn finish(self) -> Result<(), String> {
+        let Worker {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        let status = child.wait().map_err(|e| e.to_string())?;
         if !status.success() {
             return Err(format!("worker failed: {status}"));
         }
@@ -118,36 +119,53 @@ impl Worker {
     }
 }
 
-/// One worker, alone: the times are what its own clock summed over the PAM
-/// transactions of each service.
-pub fn serial(env: &NssEnv, job: &Job) -> Result<Vec<Done>, String> {
-    let mut worker = Worker::start(env, job)?;
-    worker.go()?;
-    let reports = worker.reports()?;
-    worker.wait()?;
-    Ok(reports)
+/// One worker per job, all started first, then taking turns `block` logins
+/// at a time until every user has logged in; each report is what that
+/// worker's own clock summed over its PAM transactions.
+pub fn alternate(env: &NssEnv, jobs: &[Job], block: usize) -> Result<Vec<Done>, String> {
+    let mut workers = jobs
+        .iter()
+        .map(|job| Worker::start(env, job))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut totals = vec![Done::default(); jobs.len()];
+
+    let longest = jobs.iter().map(|job| job.users.len()).max().unwrap_or(0);
+    for first in (0..longest).step_by(block.max(1)) {
+        for ((worker, job), total) in workers.iter_mut().zip(jobs).zip(&mut totals) {
+            let count = job.users.len().saturating_sub(first).min(block);
+            if count > 0 {
+                worker.go(count)?;
+                total.merge(&worker.report()?);
+            }
+        }
+    }
+
+    for worker in workers {
+        worker.finish()?;
+    }
+    Ok(totals)
 }
 
-/// Several workers released together; the time is the wall time from the
-/// release of the first to the report of the last.
-pub fn parallel(env: &NssEnv, jobs: &[Job]) -> Result<(Duration, Vec<Vec<Done>>), String> {
+/// Several workers released together, each for all its users; the time is
+/// the wall time from the release of the first to the report of the last.
+pub fn parallel(env: &NssEnv, jobs: &[Job]) -> Result<(Duration, Vec<Done>), String> {
     let mut workers = jobs
         .iter()
         .map(|job| Worker::start(env, job))
         .collect::<Result<Vec<_>, _>>()?;
 
     let started = Instant::now();
-    for worker in &mut workers {
-        worker.go()?;
+    for (worker, job) in workers.iter_mut().zip(jobs) {
+        worker.go(job.users.len())?;
     }
     let reports = workers
         .iter_mut()
-        .map(Worker::reports)
+        .map(Worker::report)
         .collect::<Result<Vec<_>, _>>()?;
     let took = started.elapsed();
 
     for worker in workers {
-        worker.wait()?;
+        worker.finish()?;
     }
     Ok((took, reports))
 }

@@ -1,9 +1,8 @@
 //! The cases of the issue, each a row of the table, and the loop that runs
 //! them all once per run: every run resets the state and adds one sample per
-//! module to each row. Within a row the modules take turns login by login
-//! (one worker logs each user in through each module), and the order
-//! rotates from run to run, so whatever else the machine is doing slows
-//! every module alike.
+//! module to each row. Within a row the modules take turns a block of
+//! logins at a time (a worker per module), and the order rotates from run
+//! to run, so whatever else the machine is doing slows every module alike.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +18,12 @@ const PAM_SUCCESS: i32 = 0;
 
 /// Fresh processes per module and run.
 const FRESH_LOGINS: usize = 100;
+
+/// Logins per turn when modules take turns: long enough that each module
+/// has the disk to itself, short enough that drift hits all alike.
+const BLOCK: usize = 100;
+const SCALE_BLOCK: usize = 10;
+const FRESH_BLOCK: usize = 10;
 
 /// Processes of the parallel rows.
 const PARALLEL: usize = 16;
@@ -147,8 +152,8 @@ impl Bench {
     fn success(&mut self, run: usize) -> Result<(), String> {
         self.reset()?;
         let modules = [Module::Otpgate, Module::GoogleAuthenticator, Module::Oath];
-        let job = self.job(&rotate(&modules, run), members(MEMBERS), Answer::Current);
-        for (module, done) in self.interleaved(&job, &self.small_group)? {
+        let reports = self.take_turns(&rotate(&modules, run), members(MEMBERS), Answer::Current)?;
+        for (module, done) in reports {
             self.row("1")
                 .record(module, per_login(&done), expect_all(&done, PAM_SUCCESS));
         }
@@ -158,8 +163,8 @@ impl Bench {
     fn wrong_code(&mut self, run: usize) -> Result<(), String> {
         self.reset()?;
         let modules = [Module::Otpgate, Module::GoogleAuthenticator, Module::Oath];
-        let job = self.job(&rotate(&modules, run), members(MEMBERS), Answer::Wrong);
-        for (module, done) in self.interleaved(&job, &self.small_group)? {
+        let reports = self.take_turns(&rotate(&modules, run), members(MEMBERS), Answer::Wrong)?;
+        for (module, done) in reports {
             self.row("2")
                 .record(module, per_login(&done), expect_no_success(&done));
         }
@@ -169,8 +174,8 @@ impl Bench {
     fn outsider(&mut self, run: usize) -> Result<(), String> {
         let modules = rotate(&[Module::Otpgate, Module::Permit], run);
         let users = vec![OUTSIDER.to_string(); MEMBERS];
-        let job = self.job(&modules, users, Answer::Fixed("000000".to_string()));
-        for (module, done) in self.interleaved(&job, &self.small_group)? {
+        let answer = Answer::Fixed("000000".to_string());
+        for (module, done) in self.take_turns(&modules, users, answer)? {
             let expected = outsider_result(module);
             self.row("3")
                 .record(module, per_login(&done), expect_all(&done, expected));
@@ -178,16 +183,19 @@ impl Bench {
         Ok(())
     }
 
-    /// Runs a job of several services in one worker and pairs each report
-    /// with its module.
-    fn interleaved(&self, job: &Job, env: &NssEnv) -> Result<Vec<(Module, Done)>, String> {
-        let reports = runner::serial(env, job)?;
-        Ok(job
-            .services
+    /// One worker per module, taking turns a block of logins at a time.
+    fn take_turns(
+        &self,
+        modules: &[Module],
+        users: Vec<String>,
+        answer: Answer,
+    ) -> Result<Vec<(Module, Done)>, String> {
+        let jobs: Vec<Job> = modules
             .iter()
-            .map(|service| module_of(service))
-            .zip(reports)
-            .collect())
+            .map(|module| self.job(*module, users.clone(), answer.clone()))
+            .collect();
+        let reports = runner::alternate(&self.small_group, &jobs, BLOCK)?;
+        Ok(modules.iter().copied().zip(reports).collect())
     }
 
     fn fresh_outsider(&mut self, run: usize) -> Result<(), String> {
@@ -212,41 +220,47 @@ impl Bench {
         Ok(())
     }
 
-    /// One fresh process per user and module, the modules taking turns.
+    /// One fresh process per user and module, the modules taking turns a
+    /// block of users at a time.
     fn fresh_series(
         &self,
         modules: &[Module],
         users: &[String],
     ) -> Result<Vec<(Module, Done)>, String> {
         let mut reports = vec![Done::default(); modules.len()];
-        for (index, user) in users.iter().enumerate() {
-            for turn in 0..modules.len() {
-                let which = (index + turn) % modules.len();
-                let code = if user == OUTSIDER {
-                    "000000".to_string()
-                } else {
-                    accounts::code(user, accounts::now())
-                };
-                let service = service(modules[which], Enrolled::Thousand);
-                let (took, status) = self.fresh.once(&self.small_group, &service, user, &code)?;
-                reports[which].add(took, status);
+        for block in users.chunks(FRESH_BLOCK) {
+            for (module, report) in modules.iter().zip(&mut reports) {
+                let service = service(*module, Enrolled::Thousand);
+                for user in block {
+                    let code = if user == OUTSIDER {
+                        "000000".to_string()
+                    } else {
+                        accounts::code(user, accounts::now())
+                    };
+                    let (took, status) =
+                        self.fresh.once(&self.small_group, &service, user, &code)?;
+                    report.add(took, status);
+                }
             }
         }
         Ok(modules.iter().copied().zip(reports).collect())
     }
 
     /// 100 and 100,000 enrolled users, the same 100 users logging in to
-    /// both stores in turn.
+    /// both stores, the stores taking turns.
     fn scale(&mut self, run: usize) -> Result<(), String> {
         self.reset()?;
         let stores = rotate(&[Enrolled::Hundred, Enrolled::HundredThousand], run);
-        let job = Job {
-            confdir: self.world.pam_dir(),
-            services: stores.iter().map(|s| World::otpgate_service(*s)).collect(),
-            users: members(Enrolled::Hundred.count()),
-            answer: Answer::Current,
-        };
-        let reports = runner::serial(&self.small_group, &job)?;
+        let jobs: Vec<Job> = stores
+            .iter()
+            .map(|store| Job {
+                confdir: self.world.pam_dir(),
+                service: World::otpgate_service(*store),
+                users: members(Enrolled::Hundred.count()),
+                answer: Answer::Current,
+            })
+            .collect();
+        let reports = runner::alternate(&self.small_group, &jobs, SCALE_BLOCK)?;
         for (store, done) in stores.into_iter().zip(reports) {
             let id = match store {
                 Enrolled::HundredThousand => "5b",
@@ -265,8 +279,8 @@ impl Bench {
     /// 10,000 members.
     fn big_group(&mut self, _run: usize) -> Result<(), String> {
         self.reset()?;
-        let job = self.job(&[Module::Otpgate], members(MEMBERS), Answer::Current);
-        let done = runner::serial(&self.big_group, &job)?.remove(0);
+        let job = self.job(Module::Otpgate, members(MEMBERS), Answer::Current);
+        let done = runner::alternate(&self.big_group, &[job], BLOCK)?.remove(0);
         self.row("5c").record(
             Module::Otpgate,
             per_login(&done),
@@ -285,11 +299,11 @@ impl Bench {
                         .step_by(PARALLEL)
                         .map(accounts::member)
                         .collect();
-                    self.job(&[module], users, Answer::Current)
+                    self.job(module, users, Answer::Current)
                 })
                 .collect();
             let (wall, reports) = runner::parallel(&self.small_group, &jobs)?;
-            let total = merge(reports.iter().flatten());
+            let total = merge(&reports);
             let sample = wall.as_secs_f64() * 1e6 / MEMBERS as f64;
             self.row("6a")
                 .record(module, sample, expect_all(&total, PAM_SUCCESS));
@@ -303,10 +317,10 @@ impl Bench {
         let modules = [Module::Otpgate, Module::GoogleAuthenticator, Module::Oath];
         for module in rotate(&modules, run) {
             let code = accounts::code(&user, accounts::now());
-            let job = self.job(&[module], vec![user.clone()], Answer::Fixed(code));
+            let job = self.job(module, vec![user.clone()], Answer::Fixed(code));
             let jobs = vec![job; PARALLEL];
             let (wall, reports) = runner::parallel(&self.small_group, &jobs)?;
-            let total = merge(reports.iter().flatten());
+            let total = merge(&reports);
 
             let successes = total.results.get(&PAM_SUCCESS).copied().unwrap_or(0);
             let problem = (successes != 1).then(|| {
@@ -347,14 +361,11 @@ impl Bench {
         }
     }
 
-    /// A job for `modules` on the 1,000-user store.
-    fn job(&self, modules: &[Module], users: Vec<String>, answer: Answer) -> Job {
+    /// A job for `module` (otpgate on the 1,000-user store).
+    fn job(&self, module: Module, users: Vec<String>, answer: Answer) -> Job {
         Job {
             confdir: self.world.pam_dir(),
-            services: modules
-                .iter()
-                .map(|m| service(*m, Enrolled::Thousand))
-                .collect(),
+            service: service(module, Enrolled::Thousand),
             users,
             answer,
         }
@@ -370,16 +381,6 @@ fn service(module: Module, enrolled: Enrolled) -> String {
         Module::Permit => "permit".to_string(),
         Module::GoogleAuthenticator => "google-authenticator".to_string(),
         Module::Oath => "oath".to_string(),
-    }
-}
-
-/// The module a service file of the world runs.
-fn module_of(service: &str) -> Module {
-    match service {
-        "permit" => Module::Permit,
-        "google-authenticator" => Module::GoogleAuthenticator,
-        "oath" => Module::Oath,
-        _ => Module::Otpgate,
     }
 }
 
@@ -411,14 +412,10 @@ fn per_login(done: &Done) -> f64 {
     done.micros as f64 / done.logins.max(1) as f64
 }
 
-fn merge<'a>(reports: impl Iterator<Item = &'a Done>) -> Done {
+fn merge(reports: &[Done]) -> Done {
     let mut total = Done::default();
     for report in reports {
-        total.micros += report.micros;
-        total.logins += report.logins;
-        for (code, count) in &report.results {
-            *total.results.entry(*code).or_insert(0) += count;
-        }
+        total.merge(report);
     }
     total
 }

@@ -1,15 +1,16 @@
 //! The worker: a long-lived process that logs users in through the real
 //! libpam, one transaction after another, the way a server application that
 //! authenticates its own users does. The parent starts it with nss_wrapper
-//! preloaded, waits for `ready`, says `go`, and reads a `done` line per
-//! service with the time its logins took and what libpam answered.
+//! preloaded and hands it users a block at a time, so that the workers of
+//! the modules compared can take turns: whatever else the machine is doing
+//! then slows every module alike, while each module still has the disk to
+//! itself during its block (logins of different modules interleaved one by
+//! one would make each wait for the others' journal commits).
 //!
-//! With several services, each user logs in through each of them in turn
-//! (the order rotating from user to user), so whatever else the machine is
-//! doing slows every module alike and their ratio stays fair.
-//!
-//! Protocol (one line each): worker → `ready`; parent → `go`; worker, per
-//! service → `done us=<total microseconds> logins=<n> results=<code>x<count>,...`.
+//! Protocol (one line each): worker → `ready`; then, as often as the parent
+//! likes, parent → `go <n>`, worker logs the next n users in and answers
+//! `done us=<total microseconds> logins=<n> results=<code>x<count>,...`;
+//! the worker ends when its input does.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -36,8 +37,8 @@ pub enum Answer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub confdir: PathBuf,
-    /// PAM services (files in `confdir`), each used for every user.
-    pub services: Vec<String>,
+    /// The PAM service (a file in `confdir`).
+    pub service: String,
     pub users: Vec<String>,
     pub answer: Answer,
 }
@@ -53,7 +54,7 @@ impl Job {
         vec![
             "worker".to_string(),
             self.confdir.display().to_string(),
-            self.services.join(","),
+            self.service.clone(),
             answer,
             self.users.join(","),
         ]
@@ -61,8 +62,8 @@ impl Job {
 
     /// The job from [`Job::to_args`] (without the leading `worker`).
     pub fn from_args(args: &[String]) -> Result<Job, String> {
-        let [confdir, services, answer, users] = args else {
-            return Err("worker: CONFDIR SERVICES ANSWER USERS".to_string());
+        let [confdir, service, answer, users] = args else {
+            return Err("worker: CONFDIR SERVICE ANSWER USERS".to_string());
         };
         let answer = match answer.as_str() {
             "current" => Answer::Current,
@@ -74,7 +75,7 @@ impl Job {
         };
         Ok(Job {
             confdir: PathBuf::from(confdir),
-            services: services.split(',').map(str::to_string).collect(),
+            service: service.clone(),
             users: users.split(',').map(str::to_string).collect(),
             answer,
         })
@@ -98,60 +99,56 @@ impl Conversation for CodeReply {
 
 /// Runs a job under the protocol above.
 pub fn run(job: &Job) -> Result<(), String> {
-    // One login of a user outside the group per service, untimed: libpam,
-    // nss_wrapper's caches and a module that stays loaded are warm, as in a
-    // server that has been up for a while.
-    for service in &job.services {
-        login(job, service, accounts::OUTSIDER, "000000")?;
-    }
-
+    // One login of a user outside the group, untimed: libpam, nss_wrapper's
+    // caches and a module that stays loaded are warm, as in a server that
+    // has been up for a while.
+    login(job, accounts::OUTSIDER, "000000")?;
     let stdout = io::stdout();
     writeln!(stdout.lock(), "ready").map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    if line.trim() != "go" {
-        return Err(format!("worker: expected go, got {line:?}"));
-    }
 
-    for done in run_logins(job)? {
+    let mut users = job.users.iter();
+    for line in io::stdin().lock().lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        let count = parse_go(&line)?;
+        let block: Vec<&String> = users.by_ref().take(count).collect();
+        let done = run_logins(job, &block)?;
         writeln!(stdout.lock(), "{}", done.to_line()).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
-/// Logs every user in once through every service; times only the PAM
-/// transactions.
-fn run_logins(job: &Job) -> Result<Vec<Done>, String> {
-    let mut reports = vec![Done::default(); job.services.len()];
-    for (index, user) in job.users.iter().enumerate() {
-        for turn in 0..job.services.len() {
-            let which = (index + turn) % job.services.len();
-            let now = accounts::now();
-            let code = match &job.answer {
-                Answer::Current => accounts::code(user, now),
-                Answer::Wrong => accounts::wrong_code(user, now),
-                Answer::Fixed(code) => code.clone(),
-            };
+/// The count of a `go <n>` line.
+fn parse_go(line: &str) -> Result<usize, String> {
+    line.trim()
+        .strip_prefix("go ")
+        .and_then(|count| count.parse().ok())
+        .ok_or_else(|| format!("worker: expected go <count>, got {line:?}"))
+}
 
-            let started = Instant::now();
-            let status = login(job, &job.services[which], user, &code)?;
-            let took = started.elapsed();
+/// Logs each user of a block in once; times only the PAM transactions.
+fn run_logins(job: &Job, users: &[&String]) -> Result<Done, String> {
+    let mut done = Done::default();
+    for user in users {
+        let now = accounts::now();
+        let code = match &job.answer {
+            Answer::Current => accounts::code(user, now),
+            Answer::Wrong => accounts::wrong_code(user, now),
+            Answer::Fixed(code) => code.clone(),
+        };
 
-            reports[which].add(took, status);
-        }
+        let started = Instant::now();
+        let status = login(job, user, &code)?;
+        done.add(started.elapsed(), status);
     }
-    Ok(reports)
+    Ok(done)
 }
 
 /// One PAM transaction: start, authenticate, end. Fail delays are recorded
 /// instead of slept, for every module alike.
-fn login(job: &Job, service: &str, user: &str, code: &str) -> Result<i32, String> {
+fn login(job: &Job, user: &str, code: &str) -> Result<i32, String> {
     let code = CString::new(code).map_err(|e| e.to_string())?;
     let mut session = Session::start_confdir(
-        service,
+        &job.service,
         Some(user.as_bytes()),
         &job.confdir,
         Box::new(CodeReply { code }),
@@ -175,6 +172,15 @@ pub struct Done {
 }
 
 impl Done {
+    /// Adds another report of the same worker.
+    pub fn merge(&mut self, other: &Done) {
+        self.micros += other.micros;
+        self.logins += other.logins;
+        for (code, count) in &other.results {
+            *self.results.entry(*code).or_insert(0) += count;
+        }
+    }
+
     /// Counts one login that took `took` and ended with `status`.
     pub fn add(&mut self, took: Duration, status: i32) {
         self.micros += took.as_micros() as u64;
@@ -247,7 +253,7 @@ mod tests {
         ] {
             let job = Job {
                 confdir: PathBuf::from("/x/pam.d"),
-                services: vec!["oath".into(), "permit".into()],
+                service: "oath".into(),
                 users: vec!["u0001".into(), "u0002".into()],
                 answer,
             };
@@ -255,6 +261,20 @@ mod tests {
             assert_eq!(args[0], "worker");
             assert_eq!(Job::from_args(&args[1..]), Ok(job));
         }
+    }
+
+    #[test]
+    fn go_lines_carry_a_count() {
+        assert_eq!(parse_go("go 100\n"), Ok(100));
+        assert!(parse_go("go").is_err());
+        assert!(parse_go("stop").is_err());
+    }
+
+    #[test]
+    fn reports_of_blocks_add_up() {
+        let mut total = Done::parse("done us=10 logins=2 results=0x2").unwrap();
+        total.merge(&Done::parse("done us=5 logins=1 results=7x1").unwrap());
+        assert_eq!(total.to_line(), "done us=15 logins=3 results=0x2,7x1");
     }
 
     #[test]

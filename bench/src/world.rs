@@ -174,6 +174,12 @@ impl World {
     fn write_services(&self) -> io::Result<()> {
         let module = self.module.display();
         let mut services = vec![
+            // Without an `other` file libpam logs an error at every
+            // pam_start; a real /etc/pam.d has one. This one loads nothing.
+            (
+                "other".to_string(),
+                "# Deliberately empty: no fallback stack.\n".to_string(),
+            ),
             (
                 "permit".to_string(),
                 "auth required pam_permit.so\n".to_string(),
