@@ -64,11 +64,7 @@ fn no_workspace_member_turns_the_hook_on_for_a_release_build() {
 fn release_module() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let module = root.join("target/release/libotpgate.so");
-    let sources = [
-        root.join("src"),
-        root.join("Cargo.toml"),
-        root.join("Cargo.lock"),
-    ];
+    let sources = ["src", "build.rs", "Cargo.toml", "Cargo.lock"].map(|p| root.join(p));
     let newest_source = sources.iter().filter_map(|p| newest(p)).max();
     let built = fs::metadata(&module).and_then(|m| m.modified()).ok();
     if built.is_none() || newest_source > built {
