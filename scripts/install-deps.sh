@@ -9,7 +9,7 @@ base="libpam0g-dev libpam-modules pamtester libpam-wrapper libnss-wrapper oathto
 case "$want" in
   demo)  packages="$base" ;;
   test)  packages="$base pandoc dpkg-dev rpm expect openssh-server openssh-client postgresql postgresql-contrib libpq5 openssl zbar-tools valgrind strace" ;;
-  bench) packages="$base libpam-google-authenticator libpam-oath linux-perf postgresql postgresql-contrib libpq5 openssl" ;;
+  bench) packages="$base libpam-google-authenticator libpam-oath linux-perf strace valgrind postgresql postgresql-contrib libpq5 openssl" ;;
   deb)   packages="$base pandoc dpkg-dev" ;;
   *) echo "usage: $0 [test|demo|bench|deb]" >&2; exit 2 ;;
 esac
