@@ -180,10 +180,10 @@ impl Locked {
 impl Store for FileStore {
     fn peek(&self, user: &UserName, now: i64) -> Result<Peek, StoreError> {
         let dir = self.open_dir()?;
-        let Some(record) = self.read_record(&dir, user)? else {
+        let Some(record) = self.read_record(dir, user)? else {
             return Ok(Peek::NotEnrolled);
         };
-        let state = self.read_counters_unlocked(&dir, user)?;
+        let state = self.read_counters_unlocked(dir, user)?;
         let counters = effective_counters(&state, &record, &self.shown(&counters_name(user)))?;
         Ok(Peek::Enrolled {
             locked_until: verify::locked_until(&counters, now),
@@ -198,8 +198,8 @@ impl Store for FileStore {
         policy: &Policy,
     ) -> Result<Option<Verdict>, StoreError> {
         let dir = self.open_dir()?;
-        let mut locked = self.lock(&dir, user)?;
-        let Some(mut record) = self.read_record(&dir, user)? else {
+        let mut locked = self.lock(dir, user)?;
+        let Some(mut record) = self.read_record(dir, user)? else {
             return Ok(None);
         };
         let current = locked.counters_for(&record)?;
@@ -207,7 +207,7 @@ impl Store for FileStore {
         let judgement = verify::judge(&record, current, reply, now, policy);
         if let Some(index) = judgement.used_recovery_code {
             record.recovery_codes.remove(index);
-            self.write_record(&dir, user, &record)?;
+            self.write_record(dir, user, &record)?;
         }
         if judgement.counters != current {
             locked.save(&record, judgement.counters)?;
@@ -223,13 +223,13 @@ impl Store for FileStore {
         replace: bool,
     ) -> Result<(), StoreError> {
         let dir = self.open_dir()?;
-        let mut locked = self.lock(&dir, user)?;
-        if !replace && self.read_record(&dir, user)?.is_some() {
+        let mut locked = self.lock(dir, user)?;
+        if !replace && self.read_record(dir, user)?.is_some() {
             return Err(StoreError::Exists);
         }
 
-        self.forget_allowance(&dir, user)?;
-        self.write_record(&dir, user, record)?;
+        self.forget_allowance(dir, user)?;
+        self.write_record(dir, user, record)?;
         let counters = Counters {
             last_step: used_step.max(record.initial.last_step),
             ..record.initial
@@ -241,12 +241,12 @@ impl Store for FileStore {
         let dir = self.open_dir()?;
         // Without a record there is nothing to lock: creating the user's
         // counters file just to look would leave files behind.
-        if self.read_record(&dir, user)?.is_none() {
+        if self.read_record(dir, user)?.is_none() {
             return Ok(None);
         }
 
-        let locked = self.lock(&dir, user)?;
-        let Some(record) = self.read_record(&dir, user)? else {
+        let locked = self.lock(dir, user)?;
+        let Some(record) = self.read_record(dir, user)? else {
             return Ok(None);
         };
         let counters = locked.counters_for(&record)?;
@@ -255,12 +255,12 @@ impl Store for FileStore {
 
     fn remove(&self, user: &UserName, now: i64) -> Result<Option<String>, StoreError> {
         let dir = self.open_dir()?;
-        let _locked = self.lock(&dir, user)?;
-        if self.read_record(&dir, user)?.is_none() {
+        let _locked = self.lock(dir, user)?;
+        if self.read_record(dir, user)?.is_none() {
             return Ok(None);
         }
         let backup = format!("{}.reset-{now}", record_name(user));
-        fsutil::rename_in(&dir, &record_name(user), &backup).map_err(|p| {
+        fsutil::rename_in(dir, &record_name(user), &backup).map_err(|p| {
             StoreError::Unsafe(FsError {
                 path: self.shown(&backup),
                 problem: p,
@@ -271,8 +271,8 @@ impl Store for FileStore {
 
     fn unlock(&self, user: &UserName) -> Result<bool, StoreError> {
         let dir = self.open_dir()?;
-        let mut locked = self.lock(&dir, user)?;
-        let Some(record) = self.read_record(&dir, user)? else {
+        let mut locked = self.lock(dir, user)?;
+        let Some(record) = self.read_record(dir, user)? else {
             return Ok(false);
         };
         let current = locked.counters_for(&record)?;
@@ -288,15 +288,15 @@ impl Store for FileStore {
     fn allow(&self, user: &UserName) -> Result<(), StoreError> {
         let dir = self.open_dir()?;
         let name = allowance_name(user);
-        fsutil::remove_stale_temps(&self.dir, &dir, &name);
-        fsutil::replace_file(&dir, &name, b"", &self.dir.display()).map_err(StoreError::Unsafe)
+        fsutil::remove_stale_temps(&self.dir, dir, &name);
+        fsutil::replace_file(dir, &name, b"", &self.dir.display()).map_err(StoreError::Unsafe)
     }
 
     fn is_allowed(&self, user: &UserName) -> Result<bool, StoreError> {
         let dir = self.open_dir()?;
         let name = allowance_name(user);
         let shown = self.shown(&name);
-        let opened = fsutil::open_trusted_file(&dir, &c_string(&name), &shown, ALLOWANCE_RULES)
+        let opened = fsutil::open_trusted_file(dir, &c_string(&name), &shown, ALLOWANCE_RULES)
             .map_err(StoreError::Unsafe)?;
         Ok(opened.is_some())
     }
@@ -322,13 +322,13 @@ impl Store for FileStore {
         hashes: &[String],
     ) -> Result<bool, StoreError> {
         let dir = self.open_dir()?;
-        let _locked = self.lock(&dir, user)?;
-        let Some(mut record) = self.read_record(&dir, user)? else {
+        let _locked = self.lock(dir, user)?;
+        let Some(mut record) = self.read_record(dir, user)? else {
             return Ok(false);
         };
 
         record.recovery_codes = hashes.to_vec();
-        self.write_record(&dir, user, &record)?;
+        self.write_record(dir, user, &record)?;
         Ok(true)
     }
 }
