@@ -6,7 +6,10 @@
 //! record is byte for byte the old or the new one, the counters read as the
 //! old or the new ones, logins still work, and a temp file left behind is
 //! never read and is cleaned by the next write of the record. Nothing
-//! outside the state folder is opened or changed by a killed login.
+//! outside the state folder is opened or changed by a killed login. The
+//! otpgate command's writes get the same treatment: an enrollment killed
+//! anywhere leaves the allowance or the new secret (never both), new
+//! recovery codes killed anywhere leave the old set or the new one.
 
 mod common;
 #[path = "support/hostile.rs"]
@@ -20,7 +23,10 @@ use std::time::{Duration, SystemTime};
 
 use common::TestEnv;
 use hostile::{code_at_offset, code_now, record, wrapped_login, write_file, Outside, RawLogin};
+use std::os::unix::process::ExitStatusExt;
+
 use otpgate::store::counters::{self, Counters, FileState};
+use otpgate::store::record::UserRecord;
 
 /// The calls by which a login creates, writes, renames, syncs, locks or
 /// removes state files.
@@ -68,20 +74,29 @@ struct Point {
 /// Traces one login and returns every call that touches `dir`.
 fn state_calls(env: &TestEnv, answers: &[&str]) -> Vec<Point> {
     let trace = env.dir().join("trace.txt");
-    let trace_arg = trace.to_string_lossy().into_owned();
-    let wrapper = strace(&["-y", "-s", "0", "-o", &trace_arg, "-e", WRITE_CALLS]);
-    let login = wrapped_login(env, &wrapper, "alice", answers);
+    let login = wrapped_login(env, &trace_wrapper(&trace), "alice", answers);
     assert_eq!(
         login.result.as_deref(),
         Some("PAM_SUCCESS"),
         "{}",
         login.stdout
     );
+    points_in(env, &trace)
+}
 
+/// strace writing the state-writing calls, with paths, to `trace`.
+fn trace_wrapper(trace: &Path) -> Vec<OsString> {
+    let trace_arg = trace.to_string_lossy().into_owned();
+    strace(&["-y", "-s", "0", "-o", &trace_arg, "-e", WRITE_CALLS])
+}
+
+/// The calls of a trace that touch the state folder, numbered per call
+/// name as strace's `when=` counts them; removes the trace.
+fn points_in(env: &TestEnv, trace: &Path) -> Vec<Point> {
     let dir = env.state_dir().to_string_lossy().into_owned();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut points = Vec::new();
-    for line in fs::read_to_string(&trace).unwrap().lines() {
+    for line in fs::read_to_string(trace).unwrap().lines() {
         let Some((call, _)) = line.split_once('(') else {
             continue;
         };
@@ -99,18 +114,16 @@ fn state_calls(env: &TestEnv, answers: &[&str]) -> Vec<Point> {
     points
 }
 
+/// strace killing the traced process on entry to `point`'s call.
+fn kill_wrapper(point: &Point) -> Vec<OsString> {
+    let inject = format!("inject={}:signal=SIGKILL:when={}", point.call, point.index);
+    let trace = format!("trace={}", point.call);
+    strace(&["-o", "/dev/null", "-e", &trace, "-e", &inject])
+}
+
 /// Runs the login with SIGKILL delivered on entry to `point`'s call.
 fn killed_login(env: &TestEnv, point: &Point, answers: &[&str]) -> RawLogin {
-    let inject = format!("inject={}:signal=SIGKILL:when={}", point.call, point.index);
-    let wrapper = strace(&[
-        "-o",
-        "/dev/null",
-        "-e",
-        &format!("trace={}", point.call),
-        "-e",
-        &inject,
-    ]);
-    wrapped_login(env, &wrapper, "alice", answers)
+    wrapped_login(env, &kill_wrapper(point), "alice", answers)
 }
 
 /// The counters as the module reads them, without the times of the last
@@ -316,4 +329,165 @@ fn a_stray_temp_file_is_never_read_and_the_next_record_write_cleans_it() {
         fresh.exists(),
         "a temp file under a minute old may be a writer at work"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The otpgate command's writes: an enrollment and new recovery codes
+
+/// Runs `otpgate --config CONFIG ARGS` under `wrapper`.
+fn admin(env: &TestEnv, wrapper: &[OsString], args: &[&str]) -> std::process::Output {
+    let (program, rest) = wrapper.split_first().unwrap();
+    std::process::Command::new(program)
+        .args(rest)
+        .arg(env!("CARGO_BIN_EXE_otpgate"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LD_PRELOAD", common::nss_wrapper_path())
+        .env("NSS_WRAPPER_PASSWD", env.dir().join("passwd"))
+        .env("NSS_WRAPPER_GROUP", env.dir().join("group"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running otpgate")
+}
+
+/// Traces the command once from `before`, then kills it before each call
+/// that touches the state folder, restoring `before` each time and handing
+/// what was left to `check`. Returns how many runs were killed, of how many.
+fn sweep_admin(
+    env: &TestEnv,
+    before: &Files,
+    args: &[&str],
+    check: impl Fn(&Files, &Point),
+) -> (usize, usize) {
+    let trace = env.dir().join("trace.txt");
+    restore(&env.state_dir(), before);
+    let traced = admin(env, &trace_wrapper(&trace), args);
+    assert!(
+        traced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&traced.stderr)
+    );
+    let points = points_in(env, &trace);
+    assert!(
+        points.iter().any(|p| p.call.starts_with("rename")),
+        "{points:#?}"
+    );
+    let outside = Outside::guard(env, &[], &[]);
+
+    let mut killed = 0;
+    for point in &points {
+        restore(&env.state_dir(), before);
+        outside.begin();
+
+        let run = admin(env, &kill_wrapper(point), args);
+
+        outside.assert_untouched();
+        if run.status.signal() == Some(libc::SIGKILL) || run.status.code() == Some(137) {
+            killed += 1;
+        }
+        check(&files_of(&env.state_dir()), point);
+    }
+    (killed, points.len())
+}
+
+/// Whatever a kill left: only alice's files and temp files, a record that
+/// parses if there is one, counters that are not corrupt.
+fn check_files(left: &Files, point: &Point) -> Option<UserRecord> {
+    for name in left.keys() {
+        let known = ["alice.toml", "alice.counters", "alice.allow"].contains(&name.as_str());
+        assert!(
+            known || name.starts_with(".alice.toml.tmp-"),
+            "{name} after {}",
+            point.line
+        );
+    }
+    if let Some(bytes) = left.get("alice.counters") {
+        assert_ne!(
+            counters::read_file(bytes),
+            FileState::Corrupt,
+            "{}",
+            point.line
+        );
+    }
+    let record = left.get("alice.toml")?;
+    let text = std::str::from_utf8(record).unwrap();
+    Some(UserRecord::parse(text).unwrap_or_else(|e| panic!("{e:?} after {}", point.line)))
+}
+
+/// A login of alice with a code of `record`'s secret succeeds.
+fn assert_login_works(env: &TestEnv, record: &UserRecord, point: &Point) {
+    let secret = record.secret.to_base32();
+    let code = common::totp_code(&secret, 6, 30, "SHA1", common::now() + 30);
+    let login = env.login("alice").answer(&code).run();
+    assert_eq!(
+        login.result(),
+        "PAM_SUCCESS",
+        "after {}: {}",
+        point.line,
+        login.stdout
+    );
+}
+
+#[test]
+fn an_enrollment_killed_anywhere_leaves_the_allowance_or_the_secret_never_both() {
+    strace_works();
+    let env = TestEnv::new("h-kill-enroll");
+    let before: Files = [("alice.allow".to_string(), Vec::new())].into();
+
+    let (killed, points) = sweep_admin(&env, &before, &["enroll", "alice"], |left, point| {
+        let record = check_files(left, point);
+        assert!(
+            !(record.is_some() && left.contains_key("alice.allow")),
+            "both the allowance and a secret after {}",
+            point.line
+        );
+        match record {
+            Some(record) => assert_login_works(&env, &record, point),
+            None => {
+                let login = env.login("alice").answer("123456").run();
+                assert_eq!(login.result(), "PAM_AUTH_ERR", "after {}", point.line);
+                let line = hostile::last_decision(&env);
+                assert!(line.contains("reason=not_enrolled"), "{line}");
+            }
+        }
+    });
+
+    assert_eq!(killed, points, "every point is reached");
+}
+
+#[test]
+fn new_recovery_codes_killed_anywhere_leave_the_old_or_the_new_set() {
+    strace_works();
+    let env = TestEnv::new("h-kill-codes");
+    let hash = otpgate::recovery::hash("1357-2468").unwrap();
+    env.write_state(
+        "alice",
+        &format!("{}recovery_codes = [\"{hash}\"]\n", record()),
+    );
+    let first = env.login("alice").answer(&code_at_offset(-1)).run();
+    assert_eq!(first.result(), "PAM_SUCCESS", "{}", first.stdout);
+    let before = files_of(&env.state_dir());
+    let old = UserRecord::parse(std::str::from_utf8(&before["alice.toml"]).unwrap()).unwrap();
+
+    let (killed, points) = sweep_admin(
+        &env,
+        &before,
+        &["recovery-codes", "alice"],
+        |left, point| {
+            let record = check_files(left, point).expect("the record stays");
+            assert_eq!(record.secret, old.secret, "after {}", point.line);
+            let codes = &record.recovery_codes;
+            assert!(
+                *codes == old.recovery_codes || (codes.len() == 5 && !codes.contains(&hash)),
+                "after {}: {codes:?}",
+                point.line
+            );
+            assert_login_works(&env, &record, point);
+        },
+    );
+
+    assert_eq!(killed, points, "every point is reached");
 }
