@@ -470,30 +470,77 @@ pub fn rename_in(dir: &OwnedFd, from: &str, to: &str) -> Result<(), Problem> {
 
 /// Deletes temp files of `name` left by a process killed mid-write.
 /// Only files older than a minute are removed, so a writer still at work
-/// is never disturbed.
-pub fn remove_stale_temps(dir_path: &Path, dir: &OwnedFd, name: &str) {
+/// is never disturbed. The folder is listed through its checked
+/// descriptor, never by path, so the names come from the folder that
+/// passed the checks.
+pub fn remove_stale_temps(dir: &OwnedFd, name: &str) {
     let prefix = format!(".{name}.tmp-");
-    let Ok(entries) = std::fs::read_dir(dir_path) else {
+    let Some(names) = names_in(dir) else {
         return;
     };
-    let now = std::time::SystemTime::now();
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        if !file_name.as_bytes().starts_with(prefix.as_bytes()) {
-            continue;
-        }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|age| age.as_secs() > 60);
-        if old {
-            if let Ok(c) = CString::new(file_name.as_bytes()) {
-                unlink_at(dir, &c);
-            }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+
+    for file_name in names {
+        if file_name.to_bytes().starts_with(prefix.as_bytes())
+            && older_than_a_minute(dir, &file_name, now)
+        {
+            unlink_at(dir, &file_name);
         }
     }
+}
+
+/// The names in an open folder, read through a duplicate of its descriptor.
+fn names_in(dir: &OwnedFd) -> Option<Vec<CString>> {
+    // SAFETY: duplicating an open descriptor; the copy gets close-on-exec.
+    let copy = unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if copy < 0 {
+        return None;
+    }
+    // SAFETY: `copy` is an open folder descriptor that nothing else owns;
+    // on success the stream owns it.
+    let stream = unsafe { libc::fdopendir(copy) };
+    if stream.is_null() {
+        // SAFETY: fdopendir failed, so `copy` is still ours to close.
+        unsafe { libc::close(copy) };
+        return None;
+    }
+
+    // The copy shares its reading position with `dir`: start at the top.
+    // SAFETY: `stream` is a valid open stream.
+    unsafe { libc::rewinddir(stream) };
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: `stream` is valid; the entry lives until the next call.
+        let entry = unsafe { libc::readdir(stream) };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: `d_name` is a NUL-terminated name inside the entry.
+        names.push(unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }.to_owned());
+    }
+
+    // SAFETY: closes the stream and the descriptor it owns, once.
+    unsafe { libc::closedir(stream) };
+    Some(names)
+}
+
+/// Whether `name` in `dir` (not followed if a link) was last changed more
+/// than a minute before `now`.
+fn older_than_a_minute(dir: &OwnedFd, name: &CStr, now: i64) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `dir` is open, `name` a valid C string and `st` writable.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    rc == 0 && now.saturating_sub(st.st_mtime) > 60
 }
 
 /// The link count as u64 (its C type differs between architectures).
@@ -562,6 +609,44 @@ mod tests {
         let err = open_trusted_dir(&state).unwrap_err();
 
         assert_eq!(err.problem, Problem::WrongOwner { uid: 2001 });
+    }
+
+    #[test]
+    fn stale_temps_are_found_through_the_descriptor_not_the_path() {
+        let (top, state) = layout();
+        let dir = open_trusted_dir(&state).unwrap();
+        let stale = ".alice.toml.tmp-0000";
+        let fresh = ".alice.toml.tmp-1111";
+        for name in [stale, fresh] {
+            std::fs::write(state.join(name), b"x").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(state.join(stale))
+            .unwrap();
+        file.set_modified(old).unwrap();
+        // The path now names another folder, holding an old temp file
+        // of another name.
+        let moved = top.path().join("moved");
+        std::fs::rename(&state, &moved).unwrap();
+        let other = ".alice.toml.tmp-2222";
+        std::fs::create_dir(&state).unwrap();
+        std::fs::write(state.join(other), b"y").unwrap();
+        let decoy = std::fs::File::options()
+            .write(true)
+            .open(state.join(other))
+            .unwrap();
+        decoy.set_modified(old).unwrap();
+
+        remove_stale_temps(&dir, "alice.toml");
+
+        assert!(!moved.join(stale).exists(), "the stale temp is removed");
+        assert!(moved.join(fresh).exists(), "a fresh one is kept");
+        assert!(
+            state.join(other).exists(),
+            "the folder at the path is not read"
+        );
     }
 
     #[test]

@@ -288,7 +288,7 @@ impl Store for FileStore {
     fn allow(&self, user: &UserName) -> Result<(), StoreError> {
         let dir = self.open_dir()?;
         let name = allowance_name(user);
-        fsutil::remove_stale_temps(&self.dir, dir, &name);
+        fsutil::remove_stale_temps(dir, &name);
         fsutil::replace_file(dir, &name, b"", &self.dir.display()).map_err(StoreError::Unsafe)
     }
 
@@ -342,7 +342,7 @@ impl FileStore {
         record: &UserRecord,
     ) -> Result<(), StoreError> {
         let name = record_name(user);
-        fsutil::remove_stale_temps(&self.dir, dir, &name);
+        fsutil::remove_stale_temps(dir, &name);
         let shown_dir = self.dir.display();
         fsutil::replace_file(dir, &name, record.to_toml().as_bytes(), &shown_dir)
             .map_err(StoreError::Unsafe)
