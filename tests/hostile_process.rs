@@ -118,6 +118,11 @@ fn reported(env: &TestEnv, args: &[&str]) -> (String, Vec<String>) {
 #[test]
 fn every_kind_of_call_leaves_descriptors_ids_and_groups_as_they_were() {
     let env = enrolled("h-process", "alice");
+    let hash = otpgate::recovery::hash("5555-6666").unwrap();
+    env.write_state(
+        "alice",
+        &format!("{}recovery_codes = [\"{hash}\"]\n", record()),
+    );
     panicking_service(&env);
     env.write_state("dave", "secret = \"short\"\n");
     write_file(&env.state_path("bob"), record().as_bytes(), 0o644);
@@ -127,6 +132,17 @@ fn every_kind_of_call_leaves_descriptors_ids_and_groups_as_they_were() {
         (
             "success",
             vec!["--service", service, "--user", "alice", "--answer", &code],
+        ),
+        (
+            "recovery code",
+            vec![
+                "--service",
+                service,
+                "--user",
+                "alice",
+                "--answer",
+                "5555-6666",
+            ],
         ),
         (
             "conversation error",
@@ -185,6 +201,7 @@ fn every_kind_of_call_leaves_descriptors_ids_and_groups_as_they_were() {
     assert_eq!(
         results,
         [
+            "PAM_SUCCESS",
             "PAM_SUCCESS",
             "PAM_CONV_ERR",
             "PAM_MAXTRIES",

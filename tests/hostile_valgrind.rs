@@ -1,9 +1,10 @@
 //! Logins under valgrind's memcheck, through the real Linux-PAM library
-//! with the module of this build: a member with a valid code, a wrong code
-//! and a user outside the groups. No invalid read or write, no use of
-//! uninitialised memory, no error of any other kind and no block definitely
-//! lost, in the whole process. (About 2.4 KB in 5 blocks that libpam and
-//! glibc keep for the life of the process stay "still reachable".)
+//! with the module of this build: a member with a valid code, a wrong code,
+//! a user outside the groups and a recovery code (which rewrites the
+//! record). No invalid read or write, no use of uninitialised memory, no
+//! error of any other kind and no block definitely lost, in the whole
+//! process. (About 2.4 KB in 5 blocks that libpam and glibc keep for the
+//! life of the process stay "still reachable".)
 
 mod common;
 #[path = "support/hostile.rs"]
@@ -98,15 +99,22 @@ fn assert_clean(log: &str, what: &str) {
 #[test]
 fn logins_under_memcheck_read_and_write_only_their_own_memory() {
     let env = enrolled("h-valgrind", "alice");
+    let hash = otpgate::recovery::hash("5555-6666").unwrap();
+    let text = format!("{}recovery_codes = [\"{hash}\"]\n", hostile::record());
+    env.write_state("alice", &text);
 
     let (success, success_log) = memcheck(&env, "alice", &[&code_now()], "success");
     let (wrong, wrong_log) = memcheck(&env, "alice", &[&wrong_code()], "wrong");
     let (outsider, outsider_log) = memcheck(&env, "carol", &[], "outsider");
+    // A recovery code rewrites the record: temp file, rename, stale temps.
+    let (recovery, recovery_log) = memcheck(&env, "alice", &["5555-6666"], "recovery");
 
     assert_eq!(success.as_deref(), Some("PAM_SUCCESS"));
     assert_eq!(wrong.as_deref(), Some("PAM_AUTH_ERR"));
     assert_eq!(outsider.as_deref(), Some("PAM_PERM_DENIED"));
+    assert_eq!(recovery.as_deref(), Some("PAM_SUCCESS"));
     assert_clean(&success_log, "success");
     assert_clean(&wrong_log, "wrong code");
     assert_clean(&outsider_log, "non-member");
+    assert_clean(&recovery_log, "recovery code");
 }
