@@ -220,6 +220,11 @@ fn open_dir_at(
 /// Whether `name` in `dir` is a symbolic link (O_DIRECTORY with O_NOFOLLOW
 /// reports a link as "not a directory").
 fn is_symlink_at(dir: &OwnedFd, name: &CStr) -> bool {
+    lstat_at(dir, name).is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+}
+
+/// fstatat(2) of `name` in `dir` without following a link.
+fn lstat_at(dir: &OwnedFd, name: &CStr) -> Option<libc::stat> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `dir` is open, `name` a valid C string and `st` writable.
@@ -231,7 +236,7 @@ fn is_symlink_at(dir: &OwnedFd, name: &CStr) -> bool {
             libc::AT_SYMLINK_NOFOLLOW,
         )
     };
-    rc == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK
+    (rc == 0).then_some(st)
 }
 
 /// A folder above a trusted one: owned by root, and not writable by group
@@ -278,7 +283,9 @@ pub fn open_trusted_file(
     Ok(Some(File::from(fd)))
 }
 
-fn check_trusted_file(fd: &OwnedFd, rules: Rules) -> Result<(), Problem> {
+/// Checks an open file: regular, owned by root, mode within `rules`, one
+/// hard link, size within `rules`.
+pub fn check_trusted_file(fd: &OwnedFd, rules: Rules) -> Result<(), Problem> {
     let st = fstat(fd).map_err(|e| Problem::Io { errno: e })?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(Problem::NotRegular);
@@ -529,18 +536,7 @@ fn names_in(dir: &OwnedFd) -> Option<Vec<CString>> {
 /// Whether `name` in `dir` (not followed if a link) was last changed more
 /// than a minute before `now`.
 fn older_than_a_minute(dir: &OwnedFd, name: &CStr, now: i64) -> bool {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `dir` is open, `name` a valid C string and `st` writable.
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    rc == 0 && now.saturating_sub(st.st_mtime) > 60
+    lstat_at(dir, name).is_some_and(|st| now.saturating_sub(st.st_mtime) > 60)
 }
 
 /// The link count as u64 (its C type differs between architectures).

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::fsutil::{self, nlink, FsError, Problem, Rules, STATE_RULES};
+use crate::fsutil::{self, FsError, Problem, Rules, STATE_RULES};
 use crate::store::counters::{self, Counters, FileState, Slot};
 use crate::store::record::UserRecord;
 use crate::store::{Peek, Store, StoreError};
@@ -511,40 +511,12 @@ fn open_or_create_counters(dir: &OwnedFd, name: &str, shown: &str) -> Result<Fil
 }
 
 fn check_counter_fd(fd: &OwnedFd, shown: &str) -> Result<(), StoreError> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open and `st` writable.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(StoreError::Unsafe(FsError {
-            path: shown.to_string(),
-            problem: Problem::Io { errno: libc::EIO },
-        }));
-    }
-    let problem = if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        Some(Problem::NotRegular)
-    } else if st.st_uid != 0 {
-        Some(Problem::WrongOwner { uid: st.st_uid })
-    } else if st.st_mode & 0o077 != 0 {
-        Some(Problem::BadMode {
-            mode: st.st_mode & 0o7777,
-        })
-    } else if st.st_nlink != 1 {
-        Some(Problem::HardLinked { links: nlink(&st) })
-    } else if st.st_size as u64 > counters::FILE_SIZE {
-        Some(Problem::TooLarge {
-            size: st.st_size as u64,
-            max: counters::FILE_SIZE,
-        })
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(StoreError::Unsafe(FsError {
+    fsutil::check_trusted_file(fd, COUNTER_RULES).map_err(|problem| {
+        StoreError::Unsafe(FsError {
             path: shown.to_string(),
             problem,
-        })),
-        None => Ok(()),
-    }
+        })
+    })
 }
 
 /// flock(2) has no timeout: poll with a growing pause until the deadline.
