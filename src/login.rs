@@ -22,6 +22,8 @@ pub const CODE_PROMPT: &str = "Verification code: ";
 pub struct Request {
     pub service: Vec<u8>,
     pub user: Option<Vec<u8>>,
+    /// No user: libpam's own user-name prompt failed in the conversation.
+    pub user_prompt_failed: bool,
     pub rhost: Option<Vec<u8>>,
     pub tty: Option<Vec<u8>>,
     pub ruser: Option<Vec<u8>>,
@@ -246,6 +248,9 @@ fn decide(
     report: &mut Report,
 ) -> Outcome {
     let Some(raw_user) = request.user.as_deref() else {
+        if request.user_prompt_failed {
+            return Outcome::Failed(Failure::Conversation);
+        }
         return Outcome::UnknownUser;
     };
     let Ok(user) = UserName::parse(raw_user) else {

@@ -189,10 +189,15 @@ fn a_broken_conversation_at_the_name_prompt_is_a_refusal() {
     for conv in [Conv::Error, Conv::NullArray, Conv::NullResponse] {
         let login = env.login_without_user().conv(conv).run();
 
-        // libpam's pam_get_user fails, so there is no user to judge.
-        let head = "result=denied reason=unknown_user";
-        assert_decision(&env, &login, "PAM_USER_UNKNOWN", head, &[]);
-        assert!(hostile::last_decision(&env).ends_with(head), "{conv:?}");
+        // libpam's pam_get_user fails in the conversation: no user to
+        // judge, and the application is told its conversation failed.
+        let head = "result=error reason=conversation_failed";
+        assert_decision(&env, &login, "PAM_CONV_ERR", head, &[]);
+        let line = hostile::last_decision(&env);
+        assert!(
+            line.contains(head) && !line.contains("user="),
+            "{conv:?}: {line}"
+        );
     }
 }
 

@@ -106,9 +106,12 @@ fn send_audit(report: &Report, request: &Request) {
 fn read_request(pamh: &Pam) -> Request {
     let owned =
         |item: Result<Option<&CStr>, PamError>| item.ok().flatten().map(|c| c.to_bytes().to_vec());
+    let user = pamh.get_user(None);
+    let user_prompt_failed = matches!(user, Err(PamError::CONV_ERR | PamError::CONV_AGAIN));
     Request {
         service: owned(pamh.get_service()).unwrap_or_default(),
-        user: owned(pamh.get_user(None)),
+        user: owned(user),
+        user_prompt_failed,
         rhost: owned(pamh.get_rhost()),
         tty: tty(pamh),
         ruser: owned(pamh.get_ruser()),
