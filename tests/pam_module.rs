@@ -491,3 +491,23 @@ impl Drop for OpenWatch {
         unsafe { libc::close(self.fd) };
     }
 }
+
+#[test]
+fn with_pam_silent_only_the_prompt_is_sent() {
+    let env = TestEnv::new("silent");
+
+    // Not enrolled: the "ask your administrator" message is held back.
+    let unenrolled = env.login("dave").silent().run();
+    assert_eq!(unenrolled.result(), "PAM_AUTH_ERR");
+    assert!(unenrolled.messages.is_empty(), "{:?}", unenrolled.messages);
+
+    // Locked: no message either, and still no code is asked.
+    env.write_state("alice", &format!("secret = \"{SECRET}\"\n"));
+    with_max_failures(&env, 1);
+    let wrong = env.login("alice").answer(&wrong_code()).silent().run();
+    assert_eq!(wrong.prompts(), ["Verification code: "]);
+    assert_eq!(wrong.messages.len(), 1, "{:?}", wrong.messages);
+    let locked = env.login("alice").answer(&code_now()).silent().run();
+    assert_eq!(locked.result(), "PAM_MAXTRIES");
+    assert!(locked.messages.is_empty(), "{:?}", locked.messages);
+}

@@ -31,14 +31,17 @@ extern "C" {
 /// The conversation of one PAM handle.
 pub struct PamConversation {
     handle: *mut c_void,
+    /// PAM_SILENT: the application asked for no informational or error
+    /// messages; prompts are still sent.
+    silent: bool,
 }
 
 impl PamConversation {
     /// # Safety
     /// `handle` must be the live PAM handle passed to the current
     /// `pam_sm_*` call, and the value must not outlive that call.
-    pub unsafe fn new(handle: *mut c_void) -> PamConversation {
-        PamConversation { handle }
+    pub unsafe fn new(handle: *mut c_void, silent: bool) -> PamConversation {
+        PamConversation { handle, silent }
     }
 
     fn send(
@@ -98,10 +101,16 @@ impl Conversation for PamConversation {
     }
 
     fn info(&self, text: &str) -> Result<(), ConversationError> {
+        if self.silent {
+            return Ok(());
+        }
         self.send(PAM_TEXT_INFO, text).map(|_| ())
     }
 
     fn error(&self, text: &str) -> Result<(), ConversationError> {
+        if self.silent {
+            return Ok(());
+        }
         self.send(PAM_ERROR_MSG, text).map(|_| ())
     }
 }

@@ -35,8 +35,8 @@ pub fn pam_code(outcome: &Outcome) -> PamError {
 struct OtpGate;
 
 impl PamServiceModule for OtpGate {
-    fn authenticate(pamh: Pam, _flags: PamFlags, args: Vec<String>) -> PamError {
-        let caught = catch_unwind(AssertUnwindSafe(|| authenticate(&pamh, &args)));
+    fn authenticate(pamh: Pam, flags: PamFlags, args: Vec<String>) -> PamError {
+        let caught = catch_unwind(AssertUnwindSafe(|| authenticate(&pamh, flags, &args)));
         caught.unwrap_or_else(|_| report_panic(&pamh, &args))
     }
 
@@ -49,11 +49,12 @@ impl PamServiceModule for OtpGate {
 
 pam_module!(OtpGate);
 
-fn authenticate(pamh: &Pam, args: &[String]) -> PamError {
+fn authenticate(pamh: &Pam, flags: PamFlags, args: &[String]) -> PamError {
     let request = read_request(pamh);
     // SAFETY: `pamh` is the live handle of this call and the conversation
     // does not outlive it.
-    let conversation = unsafe { conv::PamConversation::new(raw_handle(pamh)) };
+    let conversation =
+        unsafe { conv::PamConversation::new(raw_handle(pamh), flags.contains(PamFlags::SILENT)) };
     let env = Environment {
         conversation: &conversation,
         clock: &SystemClock,
