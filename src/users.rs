@@ -189,7 +189,7 @@ impl Directory for SystemDirectory {
 /// implementations return -1 and leave it in errno: nss_wrapper (which the
 /// tests and the benchmark preload) does so for a buffer too small for a
 /// large group, and would otherwise turn every big group into an error.
-fn lookup_status(rc: libc::c_int) -> libc::c_int {
+pub(crate) fn lookup_status(rc: libc::c_int) -> libc::c_int {
     if rc != -1 {
         return rc;
     }

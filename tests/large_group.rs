@@ -4,6 +4,8 @@
 //! benchmark's 10,000-member row found that nss_wrapper reports the short
 //! buffer as -1 with errno ERANGE).
 
+#[path = "support/admin.rs"]
+mod admin;
 mod common;
 
 use common::{now, totp_code, TestEnv, DEFAULT_CONFIG};
@@ -45,4 +47,18 @@ fn someone_outside_a_group_of_thousands_is_ignored() {
     // a failed group look-up would be PAM_AUTHINFO_UNAVAIL instead.
     assert_eq!(login.result(), "PAM_PERM_DENIED", "{}", login.stdout);
     assert!(login.messages.is_empty(), "{}", login.stdout);
+}
+
+#[test]
+fn status_lists_the_members_of_a_group_of_thousands() {
+    let env = with_big_group("large-group-status", 5_000);
+
+    let run = admin::otpgate(&env, &["status", "--json"]);
+
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Every listed member is shown (these names have no account, so only
+    // alice counts as a member who can log in).
+    let listed = run.stdout.matches("\"user\":\"").count();
+    assert_eq!(listed, 5_001, "every listed member, alice included");
+    assert!(run.stdout.contains("\"user\":\"alice\""));
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::ffi::{CStr, CString};
 
-use crate::users::LookupError;
+use crate::users::{lookup_status, LookupError};
 
 const BUFFER_START: usize = 4096;
 const BUFFER_MAX: usize = 1 << 22;
@@ -40,7 +40,7 @@ fn group_entry(group: &str) -> Result<Option<(u32, Vec<String>)>, LookupError> {
         let mut entry: libc::group = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::group = std::ptr::null_mut();
         // SAFETY: every pointer is valid for the call; the buffer has its length.
-        let rc = unsafe {
+        let rc = lookup_status(unsafe {
             libc::getgrnam_r(
                 name.as_ptr(),
                 &mut entry,
@@ -48,7 +48,7 @@ fn group_entry(group: &str) -> Result<Option<(u32, Vec<String>)>, LookupError> {
                 buffer.len(),
                 &mut result,
             )
-        };
+        });
         match rc {
             0 if result.is_null() => return Ok(None),
             // SAFETY: on success gr_mem points into `buffer`, which is alive.
@@ -99,14 +99,14 @@ fn accounts_with_primary_group(gids: &[u32]) -> Vec<String> {
         let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         // SAFETY: every pointer is valid for the call; the buffer has its length.
-        let rc = unsafe {
+        let rc = lookup_status(unsafe {
             libc::getpwent_r(
                 &mut entry,
                 buffer.as_mut_ptr().cast(),
                 buffer.len(),
                 &mut result,
             )
-        };
+        });
         if rc == libc::ERANGE && buffer.len() < BUFFER_MAX {
             let doubled = buffer.len() * 2;
             buffer.resize(doubled, 0);
