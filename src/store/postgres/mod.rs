@@ -363,20 +363,11 @@ impl Store for PostgresStore {
         }
         let fields = RecordFields::of(record);
         let used = used_step.map(|s| s.to_string());
+        let mut params = fields.params(user);
+        params.extend([used.as_deref(), Some(&self.host_name)]);
         let rows = self.query(
             "SELECT otpgate.enroll($1, $2::bytea, $3, $4, $5, $6::text[], $7, $8, $9, NULL, $10)",
-            &[
-                Some(user.as_str()),
-                Some(&fields.secret),
-                Some(&fields.digits),
-                Some(&fields.period),
-                Some(&fields.algorithm),
-                Some(&fields.recovery_codes),
-                Some(&fields.enrolled_at),
-                Some(&fields.short_secret),
-                used.as_deref(),
-                Some(&self.host_name),
-            ],
+            &params,
         )?;
         match boolean(&one_row(&rows)?[0])? {
             true => Ok(()),
@@ -511,26 +502,11 @@ impl PostgresStore {
              {on_conflict} RETURNING 1"
         );
         let replace_text = replace.to_string();
-        let rows = self.query(
-            &sql,
-            &[
-                Some(user.as_str()),
-                Some(&fields.secret),
-                Some(&fields.digits),
-                Some(&fields.period),
-                Some(&fields.algorithm),
-                Some(&fields.recovery_codes),
-                Some(&fields.enrolled_at),
-                Some(&fields.short_secret),
-                last_step.as_deref(),
-                Some(&counters[0]),
-                Some(&counters[1]),
-                Some(&counters[2]),
-                Some(&counters[3]),
-                Some(&self.host_name),
-                Some(&replace_text),
-            ],
-        )?;
+        let mut params = fields.params(user);
+        params.push(last_step.as_deref());
+        params.extend(counters.iter().map(|c| Some(c.as_str())));
+        params.extend([Some(self.host_name.as_str()), Some(&replace_text)]);
+        let rows = self.query(&sql, &params)?;
         match rows.rows.is_empty() {
             true => Err(StoreError::Exists),
             false => Ok(()),
@@ -560,6 +536,21 @@ impl RecordFields {
             enrolled_at: record.enrolled_at.to_string(),
             short_secret: record.short_secret.to_string(),
         }
+    }
+
+    /// `$1` to `$8` of the queries that write a user: the name, then the
+    /// record's fields in the table's order.
+    fn params<'a>(&'a self, user: &'a UserName) -> Vec<Option<&'a str>> {
+        vec![
+            Some(user.as_str()),
+            Some(&self.secret),
+            Some(&self.digits),
+            Some(&self.period),
+            Some(&self.algorithm),
+            Some(&self.recovery_codes),
+            Some(&self.enrolled_at),
+            Some(&self.short_secret),
+        ]
     }
 }
 
